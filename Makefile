@@ -1,0 +1,31 @@
+# Maillage — every target sets itself up: only python3 and make are assumed.
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install run test docs clean
+
+help: ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP) ## create .venv and install the project with its dev tools
+
+run: install ## the whole system on this machine, with demo data (Ctrl-C stops it)
+	$(PY) -m tools.run
+
+test: install ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+docs: install ## regenerate the README's subject table from shared/catalogue.py
+	$(PY) -m tools.subjects_table --write README.md
+
+clean: ## remove local state (var/) and caches
+	rm -rf var .pytest_cache

@@ -1,0 +1,36 @@
+"""Wires contacts together."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from prometheus_client import Counter
+
+from services.contacts import api, handlers
+from services.contacts.settings import ContactsSettings
+from services.contacts.store import create_schema
+from shared.auth import hash_token
+from shared.bus import Bus
+from shared.db import make_engine
+from shared.service import create_service_app
+
+RELAYS = Counter("maillage_contacts_relays_total", "Relays clicked by volunteers.")
+
+
+def create_app(settings: ContactsSettings | None = None) -> FastAPI:
+    settings = settings or ContactsSettings()
+    engine = make_engine(settings.database_url)
+    bus = Bus.for_service(settings)
+    handlers.register(bus, engine)
+
+    app = create_service_app(
+        settings=settings,
+        bus=bus,
+        title="Maillage contacts",
+        description="Each volunteer's confidential contact book, inbox and one-click relay.",
+        routers=[api.admin, api.router],
+        engine=engine,
+        create_schema=create_schema,
+    )
+    app.state.provisioning_token_hash = hash_token(settings.provisioning_token.get_secret_value())
+    app.state.relays_counter = RELAYS
+    return app

@@ -1,0 +1,72 @@
+"""Contacts' NATS handlers: keep the campaign's messages, fill inboxes,
+record what became of each job."""
+
+from __future__ import annotations
+
+import structlog
+from prometheus_client import Counter
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from services.contacts.store import CampaignMessage, InboxItem, JobOutcome, Volunteer
+from shared.bus import Bus
+from shared.catalogue import EMAIL_RESULT, MESSAGE_PUBLISHED, SUGGESTION_MADE
+from shared.db import in_session
+from shared.events import DispatchResult, MessagePublished, Suggestion
+
+log = structlog.get_logger(__name__)
+
+SUGGESTIONS_RECEIVED = Counter(
+    "maillage_contacts_suggestions_received_total",
+    "Suggestions placed in an inbox, or dropped (unknown volunteer).",
+    ["outcome"],
+)
+
+
+def register(bus: Bus, engine: Engine) -> None:
+    @bus.subscriber(MESSAGE_PUBLISHED, durable="contacts-messages")
+    async def keep_message(event: MessagePublished, _msg) -> None:
+        def save(session: Session) -> None:
+            session.merge(
+                CampaignMessage(
+                    message_id=event.message_id,
+                    title=event.title,
+                    body=event.body,
+                    interests=list(event.interests),
+                    email_subject=event.variants.email.subject,
+                    email_body=event.variants.email.body,
+                )
+            )
+            session.commit()
+
+        await in_session(engine, save)
+
+    @bus.subscriber(SUGGESTION_MADE, durable="contacts-suggestions", batch_size=64)
+    async def fill_inbox(event: Suggestion, _msg) -> None:
+        def save(session: Session) -> str:
+            if session.get(Volunteer, event.volunteer_id) is None:
+                return "unknown_volunteer"
+            session.merge(
+                InboxItem(
+                    suggestion_id=event.suggestion_id,
+                    volunteer_id=event.volunteer_id,
+                    message_id=event.message_id,
+                    matched_interests=list(event.matched_interests),
+                    audience_size=event.audience_size,
+                )
+            )
+            session.commit()
+            return "stored"
+
+        outcome = await in_session(engine, save)
+        SUGGESTIONS_RECEIVED.labels(outcome).inc()
+        if outcome != "stored":
+            log.warning("suggestion.dropped", reason=outcome, volunteer_id=event.volunteer_id)
+
+    @bus.subscriber(EMAIL_RESULT, durable="contacts-email-results", batch_size=64)
+    async def record_outcome(event: DispatchResult, _msg) -> None:
+        def save(session: Session) -> None:
+            session.merge(JobOutcome(job_id=event.job_id, relay_id=event.relay_id, status=event.status.value))
+            session.commit()
+
+        await in_session(engine, save)

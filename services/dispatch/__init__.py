@@ -1,0 +1,1 @@
+"""dispatch: one sender process per channel (``python -m services.dispatch email``)."""

@@ -1,0 +1,30 @@
+"""python -m services.dispatch CHANNEL — run the sender for one channel."""
+
+from __future__ import annotations
+
+import argparse
+
+from shared.service import serve
+
+CHANNELS = ("email",)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.dispatch",
+        description="Run one channel's dispatcher. Each channel is its own process, "
+        "scaled on its own; replicas of a channel share one JetStream consumer.",
+        epilog="Settings come from MAILLAGE_DISPATCH_<CHANNEL>_* variables or .env, e.g. "
+        "MAILLAGE_DISPATCH_EMAIL_SMTP_HOST, MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS.",
+    )
+    parser.add_argument("channel", choices=CHANNELS, help="which channel to send on")
+    parser.parse_args(argv)
+    from services.dispatch.app import create_email_app
+    from services.dispatch.settings import EmailDispatchSettings
+
+    settings = EmailDispatchSettings()
+    serve(create_email_app(settings), settings)
+
+
+if __name__ == "__main__":
+    main()

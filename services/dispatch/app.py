@@ -1,0 +1,26 @@
+"""Wires the email dispatcher together."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.dispatch import email_worker
+from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.smtp import SmtpSender
+from shared.bus import Bus
+from shared.service import create_service_app
+
+
+def create_email_app(settings: EmailDispatchSettings | None = None) -> FastAPI:
+    settings = settings or EmailDispatchSettings()
+    bus = Bus.for_service(settings)
+    sender = SmtpSender(settings)
+    email_worker.register(bus, sender, settings)
+    return create_service_app(
+        settings=settings,
+        bus=bus,
+        title="Maillage dispatch: email",
+        description="Sends one personal email per job through the campaign's SMTP relay.",
+        checks={"smtp": sender.ready},
+        on_stop=[sender.close],
+    )

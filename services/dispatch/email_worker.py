@@ -1,0 +1,56 @@
+"""The email dispatcher's NATS handler: one job, one email, one result."""
+
+from __future__ import annotations
+
+import aiosmtplib
+import structlog
+from prometheus_client import Counter
+
+from services.dispatch.email_domain import Outcome, classify_smtp_code, compose
+from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.smtp import SmtpSender
+from shared.bus import Bus
+from shared.catalogue import EMAIL_JOB, EMAIL_RESULT
+from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob
+
+log = structlog.get_logger(__name__)
+
+EMAILS = Counter(
+    "maillage_dispatch_emails_total",
+    "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry.",
+    ["outcome"],
+)
+
+
+class RetryLater(Exception):
+    """A transient failure: the message is nacked and redelivered with backoff."""
+
+
+def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings) -> None:
+    async def report(job: EmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
+        result = DispatchResult(
+            job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
+            volunteer_id=job.volunteer_id, channel=Channel.email, status=status, reason=reason,
+        )
+        await bus.publish(EMAIL_RESULT, result, msg_id=f"{job.job_id}:result")
+
+    @bus.subscriber(
+        EMAIL_JOB, durable="dispatch-email", max_deliver=settings.max_deliver, batch_size=32
+    )
+    async def send_email(job: EmailJob, msg) -> None:
+        try:
+            await sender.send(compose(job, str(settings.from_address)))
+            outcome, reason = Outcome.delivered, None
+        except aiosmtplib.SMTPResponseException as exc:
+            outcome, reason = classify_smtp_code(exc.code), f"smtp {exc.code}"
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            outcome, reason = Outcome.retry, type(exc).__name__
+
+        last_try = (msg.raw_message.metadata.num_delivered or 1) >= settings.max_deliver
+        if outcome is Outcome.retry and not last_try:
+            EMAILS.labels("retry").inc()
+            log.info("email.retry", job_id=job.job_id, reason=reason)
+            raise RetryLater(reason)
+        status = DeliveryStatus.delivered if outcome is Outcome.delivered else DeliveryStatus.failed
+        EMAILS.labels(status.value).inc()
+        await report(job, status, reason)

@@ -1,0 +1,1 @@
+"""feed: the staff's publishing desk and the home of staff aggregates."""

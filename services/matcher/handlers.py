@@ -1,0 +1,75 @@
+"""The matcher's NATS handlers: rebuild the index, match, suggest."""
+
+from __future__ import annotations
+
+import asyncio
+
+import structlog
+from faststream.nats import DeliverPolicy
+from prometheus_client import Counter, Gauge
+
+from services.matcher.domain import ProfileIndex, suggestion_id
+from shared.bus import Bus
+from shared.catalogue import MESSAGE_PUBLISHED, PROFILE_UPDATED, SUGGESTION_MADE
+from shared.events import InterestProfile, MessagePublished, Suggestion
+
+log = structlog.get_logger(__name__)
+
+PROFILES_INDEXED = Gauge("maillage_matcher_profiles", "Volunteer profiles in the index.")
+SUGGESTIONS = Counter("maillage_matcher_suggestions_total", "Suggestions published.")
+MESSAGES_MATCHED = Counter("maillage_matcher_messages_matched_total", "Messages matched.")
+
+
+class Matcher:
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+        self.index = ProfileIndex()
+        # Messages wait until the profiles stream is replayed, so no volunteer
+        # is missed because the matcher just started.
+        self.caught_up = asyncio.Event()
+
+    async def prepare(self) -> None:
+        """Before consuming: if the profiles stream is empty there is nothing
+        to replay; otherwise the replay's last message opens the gate."""
+        await self.bus.broker.connect()
+        await self.bus.ensure_streams()
+        js = self.bus.broker.connection.jetstream()
+        info = await js.stream_info(PROFILE_UPDATED.stream.name)
+        if info.state.messages == 0:
+            self.caught_up.set()
+
+    async def ready(self) -> tuple[bool, str]:
+        if not self.caught_up.is_set():
+            return False, "replaying profiles"
+        return True, f"{len(self.index)} profiles"
+
+    def register(self) -> None:
+        @self.bus.subscriber(PROFILE_UPDATED, replay=DeliverPolicy.LAST_PER_SUBJECT)
+        async def index_profile(profile: InterestProfile, msg) -> None:
+            self.index.upsert(profile)
+            PROFILES_INDEXED.set(len(self.index))
+            if msg.raw_message.metadata.num_pending == 0:
+                self.caught_up.set()
+
+        @self.bus.subscriber(MESSAGE_PUBLISHED, durable="matcher-messages", batch_size=1)
+        async def match_message(message: MessagePublished, _msg) -> None:
+            await self.caught_up.wait()
+            matches = self.index.match(message)
+            items = [
+                (
+                    Suggestion(
+                        suggestion_id=(sid := suggestion_id(message.message_id, m.volunteer_id)),
+                        volunteer_id=m.volunteer_id,
+                        message_id=message.message_id,
+                        matched_interests=m.matched_interests,
+                        audience_size=m.audience_size,
+                    ),
+                    (m.volunteer_id,),
+                    sid,
+                )
+                for m in matches
+            ]
+            await self.bus.publish_many(SUGGESTION_MADE, items)
+            SUGGESTIONS.inc(len(items))
+            MESSAGES_MATCHED.inc()
+            log.info("message.matched", message_id=message.message_id, suggestions=len(items))

@@ -1,0 +1,253 @@
+"""The only door between a service and NATS.
+
+``Bus`` wraps FastStream's ``NatsBroker`` so that
+- streams are declared from the catalogue, in one place, idempotently
+  (add, or update when the config changed: a second start never fails);
+- a service publishes and subscribes only to subjects the catalogue
+  declares, and only in the role (producer/consumer) declared for it;
+- every payload is validated against its model on the way out (by
+  construction) and on the way in; a malformed one is logged with its
+  reason, counted, and terminated so it never blocks the stream;
+- acks are explicit: ack on success, term on invalid payload, nack with
+  backoff on handler error (bounded by the consumer's ``max_deliver``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, TypeVar
+
+import structlog
+from faststream import AckPolicy
+from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
+from faststream.nats.annotations import NatsMessage
+from nats.js.errors import BadRequestError, NotFoundError
+from pydantic import BaseModel, ValidationError
+
+from shared.catalogue import SubjectSpec, StreamSpec, streams_of
+from shared.observability.metrics import (
+    HANDLER_SECONDS,
+    MESSAGES_FAILED,
+    MESSAGES_HANDLED,
+    MESSAGES_PUBLISHED,
+)
+
+log = structlog.get_logger(__name__)
+
+E = TypeVar("E", bound=BaseModel)
+Handler = Callable[[E, NatsMessage], Awaitable[None]]
+
+STREAM_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
+
+
+class UndeclaredSubject(RuntimeError):
+    """A service tried to use a subject outside its declared role."""
+
+
+def validation_reason(exc: ValidationError) -> str:
+    """Which field and why, without the offending value (it may be PII)."""
+    parts = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)[:500]
+
+
+def redelivery_delay(num_delivered: int, base: float = 1.0, cap: float = 300.0) -> float:
+    """Exponential backoff for a nacked message: 1s, 2s, 4s … capped."""
+    return min(cap, base * 2 ** max(0, num_delivered - 1))
+
+
+class Bus:
+    def __init__(self, service: str, nats_url: str, *, stream_replicas: int = 1) -> None:
+        self.service = service
+        self.stream_replicas = stream_replicas
+        self.broker = NatsBroker(
+            nats_url,
+            name=f"maillage-{service}",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=1,
+            # FastStream logs through the root logger, hence our structured
+            # format; its per-message lines are debug-level noise.
+            logger=logging.getLogger("faststream"),
+            log_level=logging.DEBUG,
+        )
+        self.subjects_published: set[str] = set()
+        self.subjects_consumed: set[str] = set()
+
+    @classmethod
+    def for_service(cls, settings) -> "Bus":
+        """The bus of a service, from its ``ServiceSettings``."""
+        common = settings.common
+        return cls(type(settings).service, common.nats_url, stream_replicas=common.stream_replicas)
+
+    # -- declaration ---------------------------------------------------------
+
+    def _check_role(self, spec: SubjectSpec, *, consumer: bool) -> None:
+        allowed = self.service in spec.consumers if consumer else self.service == spec.producer
+        if not allowed:
+            role = "consume" if consumer else "produce"
+            raise UndeclaredSubject(
+                f"{self.service} may not {role} {spec.pattern}: see shared/catalogue.py"
+            )
+
+    def subscriber(
+        self,
+        spec: SubjectSpec,
+        *,
+        durable: str | None = None,
+        replay: DeliverPolicy | None = None,
+        max_deliver: int = 10,
+        ack_wait: float = 30.0,
+        batch_size: int = 16,
+    ) -> Callable[[Handler[Any]], Handler[Any]]:
+        """Subscribe a handler ``(event, message) -> None`` to ``spec``.
+
+        With ``durable`` the consumer is a durable pull consumer shared by
+        every replica of the service (explicit acks); without it, an ordered
+        ephemeral consumer that replays the stream from ``replay`` (e.g.
+        LAST_PER_SUBJECT to rebuild state on start) and needs no acks.
+        """
+        self._check_role(spec, consumer=True)
+        self.subjects_consumed.add(spec.pattern)
+        stream = JStream(spec.stream.name, declare=False)
+        acks = durable is not None
+
+        def decorator(handler: Handler[Any]) -> Handler[Any]:
+            async def on_message(msg: NatsMessage) -> None:
+                await self._dispatch(spec, handler, msg, acks=acks)
+
+            on_message.__name__ = handler.__name__
+            on_message.__doc__ = handler.__doc__
+            if acks:
+                self.broker.subscriber(
+                    spec.pattern,
+                    stream=stream,
+                    durable=durable,
+                    pull_sub=PullSub(batch_size=batch_size, timeout=5.0),
+                    config=ConsumerConfig(max_deliver=max_deliver, ack_wait=ack_wait),
+                    ack_policy=AckPolicy.MANUAL,
+                    title=f"{self.service}:{spec.pattern}",
+                    description=spec.description,
+                )(on_message)
+            else:
+                self.broker.subscriber(
+                    spec.pattern,
+                    stream=stream,
+                    ordered_consumer=True,
+                    deliver_policy=replay or DeliverPolicy.NEW,
+                    ack_policy=AckPolicy.MANUAL,
+                    title=f"{self.service}:{spec.pattern}",
+                    description=spec.description,
+                )(on_message)
+            return handler
+
+        return decorator
+
+    async def _dispatch(
+        self, spec: SubjectSpec, handler: Handler[Any], msg: NatsMessage, *, acks: bool
+    ) -> None:
+        labels = (self.service, spec.pattern)
+        try:
+            event = spec.model.model_validate_json(msg.body)
+        except ValidationError as exc:
+            MESSAGES_FAILED.labels(*labels, "invalid_payload").inc()
+            log.warning("event.rejected", subject=spec.pattern, reason=validation_reason(exc))
+            if acks:
+                await msg.reject()
+            return
+        started = time.perf_counter()
+        try:
+            await handler(event, msg)
+        except Exception as exc:
+            MESSAGES_FAILED.labels(*labels, "handler_error").inc()
+            # The exception text may quote a payload (an address): log its type only.
+            log.error("event.handler_failed", subject=spec.pattern, error=type(exc).__name__)
+            if acks and not msg.raw_message._ackd:
+                delivered = msg.raw_message.metadata.num_delivered or 1
+                await msg.nack(delay=redelivery_delay(delivered))
+            return
+        finally:
+            HANDLER_SECONDS.labels(*labels).observe(time.perf_counter() - started)
+        MESSAGES_HANDLED.labels(*labels).inc()
+        if acks:
+            await msg.ack()
+
+    # -- publishing ------------------------------------------------------------
+
+    async def publish(self, spec: SubjectSpec, event: BaseModel, *tokens: str, msg_id: str) -> None:
+        """Publish to JetStream and wait for its ack. ``msg_id`` is the
+        ``Nats-Msg-Id`` dedupe key: the same id within the stream's window is
+        stored once, so a retried publish is harmless."""
+        self._check_role(spec, consumer=False)
+        if not isinstance(event, spec.model):
+            raise TypeError(f"{spec.pattern} carries {spec.model.__name__}, not {type(event).__name__}")
+        subject = spec.subject(*tokens)
+        await self.broker.publish(
+            event.model_dump_json().encode(),
+            subject,
+            headers={"Nats-Msg-Id": msg_id, "content-type": "application/json"},
+            stream=spec.stream.name,
+        )
+        self.subjects_published.add(spec.pattern)
+        MESSAGES_PUBLISHED.labels(self.service, spec.pattern).inc()
+
+    async def publish_many(
+        self,
+        spec: SubjectSpec,
+        items: Iterable[tuple[BaseModel, tuple[str, ...], str]],
+        *,
+        concurrency: int = 256,
+    ) -> int:
+        """Publish ``(event, tokens, msg_id)`` items concurrently: an awaited
+        PubAck is latency-bound, so one-by-one would cap throughput."""
+        gate = asyncio.Semaphore(concurrency)
+        count = 0
+
+        async def one(event: BaseModel, tokens: tuple[str, ...], msg_id: str) -> None:
+            async with gate:
+                await self.publish(spec, event, *tokens, msg_id=msg_id)
+
+        tasks = [asyncio.create_task(one(*item)) for item in items]
+        for task in asyncio.as_completed(tasks):
+            await task
+            count += 1
+        return count
+
+    # -- lifecycle -----------------------------------------------------------------
+
+    async def ensure_streams(self, specs: Iterable[StreamSpec] | None = None) -> None:
+        js = self.broker.connection.jetstream()
+        for stream in specs if specs is not None else streams_of(self.service):
+            config = stream.config(self.stream_replicas)
+            try:
+                await js.add_stream(config)
+            except BadRequestError as exc:
+                if exc.err_code != STREAM_IN_USE:
+                    raise
+                await js.update_stream(config)
+                log.info("stream.updated", stream=stream.name)
+
+    async def start(self) -> None:
+        await self.broker.connect()
+        await self.ensure_streams()
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+
+    async def ready(self) -> tuple[bool, str]:
+        conn = self.broker._connection
+        if conn is None or not conn.is_connected:
+            return False, "not connected to NATS"
+        js = conn.jetstream()
+        missing = []
+        for stream in streams_of(self.service):
+            try:
+                await js.stream_info(stream.name)
+            except NotFoundError:
+                missing.append(stream.name)
+        return (not missing, f"missing streams: {', '.join(missing)}" if missing else "connected")

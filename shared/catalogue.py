@@ -1,0 +1,218 @@
+"""Every JetStream stream and NATS subject of Maillage, declared once.
+
+Services never spell a subject themselves: they take a ``SubjectSpec`` from
+here, and ``shared.bus`` refuses to publish or subscribe to anything that is
+not declared, or by a service that is not its declared producer/consumer.
+The README's subject table and the NATS permission config are generated from
+this module.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from nats.js.api import DiscardPolicy, RetentionPolicy, StorageType, StreamConfig
+from pydantic import BaseModel
+
+from shared import events
+
+FEED = "feed"
+MATCHER = "matcher"
+CONTACTS = "contacts"
+DISPATCH_EMAIL = "dispatch-email"
+SERVICES = (FEED, MATCHER, CONTACTS, DISPATCH_EMAIL)
+
+DAY = 24 * 3600
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: tuple[str, ...]
+    retention: RetentionPolicy
+    description: str
+    max_age: timedelta = timedelta(days=120)
+    duplicate_window: timedelta = timedelta(minutes=2)
+    max_msgs_per_subject: int = -1
+    max_bytes: int = -1
+    discard: DiscardPolicy = DiscardPolicy.OLD
+
+    def config(self, replicas: int = 1) -> StreamConfig:
+        return StreamConfig(
+            name=self.name,
+            description=self.description,
+            subjects=list(self.subjects),
+            retention=self.retention,
+            storage=StorageType.FILE,
+            max_age=self.max_age.total_seconds(),
+            duplicate_window=self.duplicate_window.total_seconds(),
+            max_msgs_per_subject=self.max_msgs_per_subject,
+            max_bytes=self.max_bytes,
+            discard=self.discard,
+            num_replicas=replicas,
+        )
+
+
+@dataclass(frozen=True)
+class SubjectSpec:
+    """One subject (a NATS pattern: ``*`` stands for a volunteer id)."""
+
+    pattern: str
+    stream: StreamSpec
+    model: type[BaseModel]
+    producer: str
+    consumers: tuple[str, ...]
+    description: str
+    carries_pii: bool = False
+    key: str | None = None  # what the ``*`` token holds, for the docs
+
+    def subject(self, *tokens: str) -> str:
+        """The concrete subject, with each ``*`` replaced by a token."""
+        parts = self.pattern.split(".")
+        wildcards = [i for i, p in enumerate(parts) if p == "*"]
+        if len(tokens) != len(wildcards):
+            raise ValueError(f"{self.pattern} takes {len(wildcards)} token(s), got {len(tokens)}")
+        for i, token in zip(wildcards, tokens, strict=True):
+            if not token or any(c in token for c in ".*> \t\r\n"):
+                raise ValueError(f"invalid subject token {token!r} for {self.pattern}")
+            parts[i] = token
+        return ".".join(parts)
+
+    def matches(self, subject: str) -> bool:
+        return subject_matches(self.pattern, subject)
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """NATS wildcard matching: ``*`` one token, ``>`` one or more trailing."""
+    p, s = pattern.split("."), subject.split(".")
+    for i, token in enumerate(p):
+        if token == ">":
+            return len(s) > i
+        if i >= len(s) or (token != "*" and token != s[i]):
+            return False
+    return len(p) == len(s)
+
+
+FEED_STREAM = StreamSpec(
+    name="FEED",
+    subjects=("feed.messages.>",),
+    retention=RetentionPolicy.LIMITS,
+    description="Campaign messages as staff publish them.",
+)
+PROFILES_STREAM = StreamSpec(
+    name="PROFILES",
+    subjects=("contacts.profiles.*",),
+    retention=RetentionPolicy.LIMITS,
+    max_age=timedelta(0),  # a profile lives until replaced
+    max_msgs_per_subject=1,  # the last profile per volunteer: matchers rebuild from it
+    description="Each volunteer's latest opt-in interest profile (counts only).",
+)
+RELAYS_STREAM = StreamSpec(
+    name="RELAYS",
+    subjects=("contacts.relays",),
+    retention=RetentionPolicy.LIMITS,
+    description="Relay clicks, as counts for staff aggregates.",
+)
+SUGGESTIONS_STREAM = StreamSpec(
+    name="SUGGESTIONS",
+    subjects=("matcher.suggestions.*",),
+    retention=RetentionPolicy.LIMITS,
+    max_age=timedelta(days=30),
+    description="Matcher suggestions, one subject per volunteer.",
+)
+DISPATCH_JOBS_STREAM = StreamSpec(
+    name="DISPATCH_JOBS",
+    subjects=("dispatch.*.jobs",),
+    retention=RetentionPolicy.WORK_QUEUE,
+    max_age=timedelta(days=7),
+    # Dedupe a whole relay even if the volunteer's client retries it later.
+    duplicate_window=timedelta(hours=1),
+    description="One job per recipient or post; work-queue, removed once acked.",
+)
+DISPATCH_RESULTS_STREAM = StreamSpec(
+    name="DISPATCH_RESULTS",
+    subjects=("dispatch.*.results",),
+    retention=RetentionPolicy.LIMITS,
+    description="What became of each dispatch job (no recipient identity).",
+)
+
+STREAMS: tuple[StreamSpec, ...] = (
+    FEED_STREAM,
+    PROFILES_STREAM,
+    RELAYS_STREAM,
+    SUGGESTIONS_STREAM,
+    DISPATCH_JOBS_STREAM,
+    DISPATCH_RESULTS_STREAM,
+)
+
+MESSAGE_PUBLISHED = SubjectSpec(
+    pattern="feed.messages.published",
+    stream=FEED_STREAM,
+    model=events.MessagePublished,
+    producer=FEED,
+    consumers=(MATCHER, CONTACTS),
+    description="A campaign message went public.",
+)
+PROFILE_UPDATED = SubjectSpec(
+    pattern="contacts.profiles.*",
+    key="volunteer id",
+    stream=PROFILES_STREAM,
+    model=events.InterestProfile,
+    producer=CONTACTS,
+    consumers=(MATCHER,),
+    description="A volunteer's opt-in interest profile changed.",
+)
+RELAY_REQUESTED = SubjectSpec(
+    pattern="contacts.relays",
+    stream=RELAYS_STREAM,
+    model=events.RelayRequested,
+    producer=CONTACTS,
+    consumers=(FEED,),
+    description="A volunteer relayed a message (counts per channel).",
+)
+SUGGESTION_MADE = SubjectSpec(
+    pattern="matcher.suggestions.*",
+    key="volunteer id",
+    stream=SUGGESTIONS_STREAM,
+    model=events.Suggestion,
+    producer=MATCHER,
+    consumers=(CONTACTS, FEED),
+    description="This message fits this volunteer's network.",
+)
+EMAIL_JOB = SubjectSpec(
+    pattern="dispatch.email.jobs",
+    stream=DISPATCH_JOBS_STREAM,
+    model=events.EmailJob,
+    producer=CONTACTS,
+    consumers=(DISPATCH_EMAIL,),
+    description="Send one email to one contact.",
+    carries_pii=True,
+)
+EMAIL_RESULT = SubjectSpec(
+    pattern="dispatch.email.results",
+    stream=DISPATCH_RESULTS_STREAM,
+    model=events.DispatchResult,
+    producer=DISPATCH_EMAIL,
+    consumers=(FEED, CONTACTS),
+    description="Outcome of one email job.",
+)
+
+SUBJECTS: tuple[SubjectSpec, ...] = (
+    MESSAGE_PUBLISHED,
+    PROFILE_UPDATED,
+    RELAY_REQUESTED,
+    SUGGESTION_MADE,
+    EMAIL_JOB,
+    EMAIL_RESULT,
+)
+
+
+def spec_for(subject: str) -> SubjectSpec | None:
+    return next((s for s in SUBJECTS if s.matches(subject)), None)
+
+
+def streams_of(service: str) -> tuple[StreamSpec, ...]:
+    """The streams a service touches, in catalogue order."""
+    used = {s.stream.name for s in SUBJECTS if service == s.producer or service in s.consumers}
+    return tuple(s for s in STREAMS if s.name in used)

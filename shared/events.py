@@ -1,0 +1,141 @@
+"""Versioned pydantic v2 models of every payload that crosses NATS.
+
+Each model is frozen and forbids unknown fields, so a producer that drifts
+from the contract fails loudly at both ends instead of silently losing data.
+Bump ``schema_version`` (and keep the old model readable) on any breaking
+change.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timezone
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+# Interests are taxonomy words ("education", "local:lyon"), never free text:
+# the pattern keeps names, addresses and sentences out of events.
+InterestName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_:-]{0,63}$")]
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Event(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(default_factory=new_id, min_length=1, max_length=64)
+    occurred_at: datetime = Field(default_factory=utcnow)
+
+
+class Channel(StrEnum):
+    email = "email"
+    mastodon = "mastodon"
+    bluesky = "bluesky"
+
+
+class EmailVariant(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    subject: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=50_000)
+
+
+class ShortVariant(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    text: str = Field(min_length=1, max_length=500)
+
+
+class Variants(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    email: EmailVariant
+    short: ShortVariant | None = None
+
+
+class MessagePublished(Event):
+    """A campaign message staff made public. No PII: campaign content only."""
+
+    schema_version: Literal[1] = 1
+    message_id: str = Field(min_length=1, max_length=64)
+    title: str = Field(min_length=1, max_length=200)
+    body: str = Field(min_length=1, max_length=50_000)
+    interests: tuple[InterestName, ...] = ()
+    variants: Variants
+
+
+class InterestProfile(Event):
+    """A volunteer's opt-in interest profile: per shared interest and channel,
+    how many confirmed contacts they have. Counts only, never identities."""
+
+    schema_version: Literal[1] = 1
+    volunteer_id: str = Field(min_length=1, max_length=64)
+    audience: dict[InterestName, dict[Channel, Annotated[int, Field(ge=0)]]] = Field(
+        default_factory=dict,
+        description="interest -> channel -> number of confirmed contacts",
+    )
+
+
+class Suggestion(Event):
+    """The matcher's advice to one volunteer: this message fits your network."""
+
+    schema_version: Literal[1] = 1
+    suggestion_id: str = Field(min_length=1, max_length=64)
+    volunteer_id: str = Field(min_length=1, max_length=64)
+    message_id: str = Field(min_length=1, max_length=64)
+    matched_interests: tuple[InterestName, ...]
+    audience_size: int = Field(ge=0)
+
+
+class RelayRequested(Event):
+    """A volunteer clicked "relay": counts for staff, no recipient identity."""
+
+    schema_version: Literal[1] = 1
+    relay_id: str = Field(min_length=1, max_length=64)
+    volunteer_id: str = Field(min_length=1, max_length=64)
+    message_id: str = Field(min_length=1, max_length=64)
+    jobs_queued: dict[Channel, int]
+
+
+class EmailJob(Event):
+    """One email to one recipient. Carries PII: only contacts (producer) and
+    dispatch-email (consumer) may touch its subject."""
+
+    schema_version: Literal[1] = 1
+    job_id: str = Field(min_length=1, max_length=64)
+    relay_id: str = Field(min_length=1, max_length=64)
+    message_id: str = Field(min_length=1, max_length=64)
+    volunteer_id: str = Field(min_length=1, max_length=64)
+    sender_name: str = Field(min_length=1, max_length=200)
+    reply_to: EmailStr
+    recipient_name: str = Field(max_length=200)
+    recipient_email: EmailStr
+    subject: str = Field(min_length=1, max_length=200)
+    body_text: str = Field(min_length=1, max_length=100_000)
+
+
+class DeliveryStatus(StrEnum):
+    delivered = "delivered"
+    failed = "failed"
+
+
+class DispatchResult(Event):
+    """What became of one job. No recipient identity: the job id links back
+    to the volunteer's history inside contacts."""
+
+    schema_version: Literal[1] = 1
+    job_id: str = Field(min_length=1, max_length=64)
+    relay_id: str = Field(min_length=1, max_length=64)
+    message_id: str = Field(min_length=1, max_length=64)
+    volunteer_id: str = Field(min_length=1, max_length=64)
+    channel: Channel
+    status: DeliveryStatus
+    reason: str | None = Field(default=None, max_length=200)

@@ -1,0 +1,38 @@
+"""Settings common to every service, read from ``MAILLAGE_*`` variables or
+``.env``. Each service adds its own ``MAILLAGE_<SERVICE>_*`` settings by
+subclassing ``ServiceSettings``."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class CommonSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILLAGE_", env_file=".env", extra="ignore")
+
+    environment: Literal["dev", "production"] = "dev"
+    nats_url: str = "nats://127.0.0.1:4222"
+    log_level: str = "INFO"
+    log_format: Literal["console", "json"] | None = Field(
+        default=None, description="defaults to json in production, console in dev"
+    )
+    stream_replicas: int = Field(default=1, ge=1, le=5)
+
+    @property
+    def resolved_log_format(self) -> str:
+        return self.log_format or ("json" if self.environment == "production" else "console")
+
+
+class ServiceSettings(BaseSettings):
+    """Base of each service's own settings; subclasses set ``service`` and
+    the env prefix (``MAILLAGE_FEED_`` …)."""
+
+    service: ClassVar[str]
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(ge=0, le=65535)
+    common: CommonSettings = Field(default_factory=CommonSettings, exclude=True)

