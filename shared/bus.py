@@ -231,10 +231,19 @@ class Bus:
                 await js.update_stream(config)
                 log.info("stream.updated", stream=stream.name)
 
+    async def connect(self) -> None:
+        """Connect and declare this service's streams (idempotent)."""
+        if self.broker._connection is None:
+            await self.broker.connect()
+            await self.ensure_streams()
+
     async def start(self) -> None:
-        await self.broker.connect()
-        await self.ensure_streams()
+        await self.connect()
         await self.broker.start()
+
+    async def stored_messages(self, stream: StreamSpec) -> int:
+        info = await self.broker.connection.jetstream().stream_info(stream.name)
+        return info.state.messages
 
     async def stop(self) -> None:
         await self.broker.stop()

@@ -21,11 +21,13 @@ def main(argv: list[str] | None = None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--var", type=Path, default=Path("var"), help="state folder (default: var/)")
     parser.add_argument("--no-seed", action="store_true", help="start without demo data")
+    parser.add_argument("--free-ports", action="store_true",
+                        help="pick free ports instead of the defaults (NATS 4322, SMTP 2525, web 8010-8040)")
     parser.add_argument("--ready-only", action="store_true",
                         help="stop as soon as everything is ready and seeded (smoke check)")
     args = parser.parse_args(argv)
 
-    cfg = StackConfig(var=args.var, ports=Ports())
+    cfg = StackConfig(var=args.var, ports=Ports.free() if args.free_ports else Ports())
     stack = Stack(cfg)
     stop = threading.Event()
     signal.signal(signal.SIGINT, lambda *_: stop.set())

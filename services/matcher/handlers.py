@@ -31,11 +31,8 @@ class Matcher:
     async def prepare(self) -> None:
         """Before consuming: if the profiles stream is empty there is nothing
         to replay; otherwise the replay's last message opens the gate."""
-        await self.bus.broker.connect()
-        await self.bus.ensure_streams()
-        js = self.bus.broker.connection.jetstream()
-        info = await js.stream_info(PROFILE_UPDATED.stream.name)
-        if info.state.messages == 0:
+        await self.bus.connect()
+        if await self.bus.stored_messages(PROFILE_UPDATED.stream) == 0:
             self.caught_up.set()
 
     async def ready(self) -> tuple[bool, str]:

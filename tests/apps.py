@@ -1,0 +1,33 @@
+"""Builds each service's app with explicit settings, for tests."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from services.contacts.app import create_app as contacts_app
+from services.contacts.settings import ContactsSettings
+from services.dispatch.app import create_email_app
+from services.dispatch.settings import EmailDispatchSettings
+from services.feed.app import create_app as feed_app
+from services.feed.settings import FeedSettings
+from services.matcher.app import create_app as matcher_app
+from services.matcher.settings import MatcherSettings
+from shared.settings import CommonSettings
+
+STAFF_TOKEN = "staff-token-for-tests-0123456789"
+PROVISIONING_TOKEN = "provisioning-token-for-tests-0123456789"
+
+
+def build_apps(nats_url: str = "nats://127.0.0.1:1", db_url: str = "sqlite://",
+               smtp_port: int = 1) -> dict[str, FastAPI]:
+    common = CommonSettings(nats_url=nats_url)
+    return {
+        "feed": feed_app(FeedSettings(staff_token=STAFF_TOKEN, database_url=db_url, common=common)),
+        "contacts": contacts_app(
+            ContactsSettings(provisioning_token=PROVISIONING_TOKEN, database_url=db_url, common=common)
+        ),
+        "matcher": matcher_app(MatcherSettings(common=common)),
+        "dispatch-email": create_email_app(
+            EmailDispatchSettings(from_address="relais@campagne.example", smtp_port=smtp_port, common=common)
+        ),
+    }

@@ -1,0 +1,105 @@
+"""The catalogue is the single declaration of subjects and streams, and the
+services keep to it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from pydantic import BaseModel
+
+from shared import catalogue
+from shared.catalogue import SERVICES, STREAMS, SUBJECTS, subject_matches
+from tests.apps import build_apps
+from tools import subjects_table
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_subject_lives_in_its_declared_stream_and_only_there():
+    for spec in SUBJECTS:
+        owners = [s.name for s in STREAMS if any(subject_matches(p, spec.subject(*["x"] * spec.pattern.count("*"))) for p in s.subjects)]
+        assert owners == [spec.stream.name], f"{spec.pattern} is captured by {owners}"
+
+
+def test_producers_and_consumers_are_known_services():
+    for spec in SUBJECTS:
+        assert spec.producer in SERVICES
+        assert spec.consumers and set(spec.consumers) <= set(SERVICES), spec.pattern
+
+
+def test_pii_travels_only_between_contacts_and_dispatch():
+    for spec in SUBJECTS:
+        if spec.carries_pii:
+            assert spec.pattern.startswith("dispatch.") and spec.pattern.endswith(".jobs")
+            assert spec.producer == catalogue.CONTACTS
+            assert all(c.startswith("dispatch-") for c in spec.consumers)
+    # the models of non-PII subjects have no field that could hold an address or a name
+    pii_field = re.compile(r"email|recipient|reply_to|phone|(^|_)name$")
+    for spec in SUBJECTS:
+        if not spec.carries_pii:
+            leaking = [f for f in spec.model.model_fields if pii_field.search(f)]
+            assert not leaking, f"{spec.pattern} model has PII-looking fields {leaking}"
+
+
+@pytest.mark.parametrize("spec", SUBJECTS, ids=lambda s: s.pattern)
+def test_event_models_are_versioned_and_strict(spec):
+    model: type[BaseModel] = spec.model
+    assert "schema_version" in model.model_fields
+    assert model.model_config.get("extra") == "forbid"
+
+
+def test_subject_tokens_are_checked():
+    assert catalogue.PROFILE_UPDATED.subject("v1") == "contacts.profiles.v1"
+    for bad in ("a.b", "*", ">", "a b", ""):
+        with pytest.raises(ValueError):
+            catalogue.PROFILE_UPDATED.subject(bad)
+    with pytest.raises(ValueError):
+        catalogue.MESSAGE_PUBLISHED.subject("extra")
+
+
+def test_nats_wildcards():
+    assert subject_matches("dispatch.*.jobs", "dispatch.email.jobs")
+    assert not subject_matches("dispatch.*.jobs", "dispatch.email.results")
+    assert subject_matches("feed.messages.>", "feed.messages.published")
+    assert not subject_matches("feed.messages.>", "feed.messages")
+    assert not subject_matches("contacts.profiles.*", "contacts.profiles.a.b")
+
+
+def test_each_service_subscribes_only_to_subjects_it_is_declared_to_consume():
+    apps = build_apps()
+    seen = set()
+    for service, app in apps.items():
+        bus = app.state.bus
+        assert bus.service == service
+        subscribed = {sub._resolved_subject_string for sub in bus.broker.subscribers}
+        assert subscribed, f"{service} consumes nothing?"
+        for subject in subscribed:
+            spec = catalogue.spec_for(subject)
+            assert spec is not None, f"{service} subscribes to undeclared {subject}"
+            assert spec.pattern == subject and service in spec.consumers, (service, subject)
+            seen.add((spec.pattern, service))
+    declared = {(s.pattern, c) for s in SUBJECTS for c in s.consumers}
+    assert seen == declared, f"declared consumers that subscribe to nothing: {declared - seen}"
+
+
+SUBJECT_LITERAL = re.compile(r"""["'](feed|contacts|matcher|dispatch)\.[a-z*>]+(\.[a-z*>]+)*["']""")
+BYPASS = re.compile(r"\.broker\.(publish|subscriber|publisher)\(|nats\.connect\(|\.jetstream\(\)\.publish")
+
+
+def test_services_never_spell_a_subject_or_bypass_the_bus():
+    """Only shared/ names subjects; services go through shared.bus."""
+    offenders = []
+    for path in (ROOT / "services").rglob("*.py"):
+        for n, line in enumerate(path.read_text().splitlines(), 1):
+            if SUBJECT_LITERAL.search(line) or BYPASS.search(line):
+                offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_readme_subject_table_is_generated_from_the_catalogue():
+    readme = (ROOT / "README.md").read_text()
+    assert subjects_table.replace_in(readme) == readme, "run `make docs` to regenerate the README table"
+    for spec in SUBJECTS:
+        assert f"`{spec.pattern}`" in readme

@@ -1,0 +1,119 @@
+"""One campaign message travels the whole path, every service a separate
+process started exactly as `make run` starts it: staff publish, the matcher
+suggests, a volunteer relays in one click, the email reaches a real SMTP
+server, and staff see the aggregate."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import create_pg_database, drop_pg_database
+from tools.stack import Ports, Stack, StackConfig
+
+CONTACTS = [
+    # name, email, interests, consent
+    ("Camille Durand", "camille.durand@exemple.fr", ["education", "transport"], "confirmed"),
+    ("Louis Petit", "louis.petit@exemple.fr", ["seniors"], "confirmed"),
+    ("Chloé Bernard", "chloe.bernard@exemple.fr", ["education"], "unknown"),
+    ("Inès Moreau", "ines.moreau@exemple.fr", ["education"], "confirmed"),
+]
+
+
+def poll(fetch, until, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = fetch()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def stack(request, tmp_path: Path, smtp_server):
+    cfg = StackConfig(var=tmp_path / "var", ports=Ports.free(), start_sink=False,
+                      smtp_host=smtp_server.host, log_format="json")
+    cfg.ports.smtp = smtp_server.port
+    databases = []
+    if request.param == "postgresql":
+        databases = [create_pg_database(), create_pg_database()]
+        cfg.feed_db, cfg.contacts_db = (url for _, url in databases)
+    try:
+        with Stack(cfg) as running:
+            yield running
+    finally:
+        for name, _ in databases:
+            drop_pg_database(name)
+
+
+def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggregate(stack, smtp_server):
+    cfg = stack.cfg
+    staff = {"Authorization": f"Bearer {cfg.staff_token}"}
+    with httpx.Client(timeout=10) as http:
+        vol = http.post(
+            f"{cfg.url('contacts')}/admin/volunteers",
+            json={"display_name": "Alice Martin", "email": "alice@benevoles.example"},
+            headers={"Authorization": f"Bearer {cfg.provisioning_token}"},
+        )
+        assert vol.status_code == 201, vol.text
+        alice = {"Authorization": f"Bearer {vol.json()['token']}"}
+        for name, email, interests, consent in CONTACTS:
+            r = http.post(f"{cfg.url('contacts')}/contacts", headers=alice,
+                          json={"name": name, "email": email, "interests": interests, "consent": consent})
+            assert r.status_code == 201, r.text
+
+        published = http.post(f"{cfg.url('feed')}/messages", headers=staff, json={
+            "title": "Nos écoles méritent mieux",
+            "body": "Réunion publique le 12 décembre.",
+            "interests": ["education"],
+            "variants": {"email": {"subject": "Réunion sur nos écoles", "body": "Rendez-vous le 12 décembre à 19 h."},
+                         "short": {"text": "Réunion le 12/12"}},
+        })
+        assert published.status_code == 201, published.text
+        message_id = published.json()["id"]
+
+        inbox = poll(lambda: http.get(f"{cfg.url('contacts')}/inbox", headers=alice).json(),
+                     lambda items: items and items[0]["title"], what="the suggestion in the inbox")
+        assert inbox[0]["message_id"] == message_id
+        assert inbox[0]["matched_interests"] == ["education"]
+        assert inbox[0]["audience_size"] == 2  # Camille and Inès: confirmed, education
+
+        relay = http.post(f"{cfg.url('contacts')}/inbox/{inbox[0]['suggestion_id']}/relay", headers=alice)
+        assert relay.status_code == 200, relay.text
+        assert relay.json()["channels"]["email"]["queued"] == 2
+
+        mails = smtp_server.recorder.wait_for(2)
+        by_recipient = {m["To"].addresses[0].addr_spec: m for m in mails}
+        assert set(by_recipient) == {"camille.durand@exemple.fr", "ines.moreau@exemple.fr"}
+        mail = by_recipient["camille.durand@exemple.fr"]
+        assert mail["From"].addresses[0].display_name == "Alice Martin"
+        assert mail["From"].addresses[0].addr_spec == cfg.from_address
+        assert mail["Reply-To"].addresses[0].addr_spec == "alice@benevoles.example"
+        assert mail["Subject"] == "Réunion sur nos écoles"
+        body = mail.get_content()
+        assert "Bonjour Camille," in body and "Rendez-vous le 12 décembre à 19 h." in body
+
+        # a second click is the same relay: nothing more is sent
+        again = http.post(f"{cfg.url('contacts')}/inbox/{inbox[0]['suggestion_id']}/relay", headers=alice)
+        assert again.json()["relay_id"] == relay.json()["relay_id"]
+
+        stats = poll(lambda: http.get(f"{cfg.url('feed')}/messages/{message_id}", headers=staff).json()["stats"],
+                     lambda s: s["emails_delivered"] == 2, what="the staff aggregate")
+        assert stats == {"volunteers_suggested": 1, "relays": 1, "emails_queued": 2,
+                         "emails_delivered": 2, "emails_failed": 0}
+        status = http.get(f"{cfg.url('contacts')}/relays/{relay.json()['relay_id']}", headers=alice).json()
+        assert status["channels"]["email"] == {"status": "done", "queued": 2, "delivered": 2, "failed": 0}
+
+    time.sleep(1)
+    assert len(smtp_server.recorder.messages) == 2, "the second click sent again"
+
+    # no contact's name or address in any service's log
+    logs = "\n".join(p.read_text() for p in (cfg.var / "log").glob("*.log"))
+    assert '"service": "dispatch-email"' in logs  # the logs are JSON lines, and were captured
+    for name, email, _, _ in CONTACTS:
+        assert email not in logs and name not in logs, f"PII of {name} in logs"

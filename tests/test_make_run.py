@@ -1,0 +1,86 @@
+"""`make run`'s launcher: ready, seeded, idempotent on a second run, and
+leaves no process behind when interrupted."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def processes_mentioning(marker: str) -> list[str]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmdline:
+            found.append(f"{pid}: {cmdline}")
+    return found
+
+
+def children_of(parent: int) -> list[int]:
+    kids = []
+    for pid in os.listdir("/proc"):
+        if pid.isdigit():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+                kids.append(int(pid))
+    return kids
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def launch(var: Path, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "tools.run", "--free-ports", "--var", str(var), *extra],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+
+def test_run_is_ready_seeded_and_idempotent(tmp_path: Path):
+    var = tmp_path / "var"
+    for attempt in (1, 2):
+        proc = launch(var, "--ready-only")
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0, f"run {attempt} failed:\n{out}"
+        assert "Maillage is up" in out and "demo-volunteer-alice" in out, out
+        assert "already in use" not in out
+    assert any((var / "nats").rglob("*")), "JetStream keeps its data under var/nats"
+    assert processes_mentioning(str(var)) == []
+
+
+def test_ctrl_c_stops_every_process_it_started(tmp_path: Path):
+    var = tmp_path / "var"
+    proc = launch(var, "--no-seed")
+    deadline = time.monotonic() + 90
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        lines.append(line)
+        if "Maillage is up" in line or not line:
+            break
+    assert "Maillage is up" in "".join(lines), "".join(lines)
+    children = children_of(proc.pid)
+    assert len(children) == 6, children  # nats, the sink, four services
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(60) == 0
+    time.sleep(0.5)
+    assert [pid for pid in children if alive(pid)] == []

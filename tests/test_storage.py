@@ -1,0 +1,70 @@
+"""Storage on SQLite and PostgreSQL: facts are counted once, books are
+kept apart."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from services.contacts import store as contacts_store
+from services.feed import store as feed_store
+from shared.db import database_ready, make_engine
+
+
+@pytest.fixture
+def engine(db_url):
+    engine = make_engine(db_url)
+    feed_store.create_schema(engine)
+    contacts_store.create_schema(engine)
+    yield engine
+    engine.dispose()
+
+
+def test_database_readiness_names_the_dialect(engine, db_url):
+    ok, dialect = database_ready(engine)
+    assert ok and dialect == db_url.split(":")[0].split("+")[0]
+
+
+def test_schema_creation_is_repeatable(engine):
+    feed_store.create_schema(engine)
+    contacts_store.create_schema(engine)
+
+
+def test_redelivered_facts_count_once(engine):
+    with Session(engine) as s:
+        s.add(feed_store.Message(id="m1", title="t", body="b", interests=["education"],
+                                 variants={"email": {"subject": "s", "body": "b"}}))
+        s.commit()
+        for _ in range(3):  # the same events, redelivered
+            feed_store.add_once(s, feed_store.SuggestionFact(message_id="m1", volunteer_id="v1", audience_size=3))
+            feed_store.add_once(s, feed_store.RelayFact(relay_id="r1", message_id="m1", emails_queued=2))
+            feed_store.add_once(s, feed_store.DeliveryFact(job_id="j1", message_id="m1", channel="email", status="delivered"))
+        feed_store.add_once(s, feed_store.SuggestionFact(message_id="m1", volunteer_id="v2", audience_size=1))
+        feed_store.add_once(s, feed_store.DeliveryFact(job_id="j2", message_id="m1", channel="email", status="failed"))
+        stats = feed_store.message_stats(s, "m1")
+    assert stats.model_dump() == {"volunteers_suggested": 2, "relays": 1, "emails_queued": 2,
+                                  "emails_delivered": 1, "emails_failed": 1}
+    with Session(engine) as s:
+        assert feed_store.message_stats(s, "unknown").model_dump() == {
+            "volunteers_suggested": 0, "relays": 0, "emails_queued": 0,
+            "emails_delivered": 0, "emails_failed": 0}
+
+
+def test_a_book_holds_an_address_once_but_two_books_may_share_it(engine):
+    with Session(engine) as s:
+        a = contacts_store.Volunteer(display_name="A", email="a@x.fr", token_hash="h1")
+        b = contacts_store.Volunteer(display_name="B", email="b@x.fr", token_hash="h2")
+        s.add_all([a, b])
+        s.commit()
+
+        def contact(vol):
+            return contacts_store.Contact(volunteer_id=vol.id, name="C", email="c@x.fr",
+                                          email_norm="c@x.fr", interests=[])
+
+        s.add_all([contact(a), contact(b)])
+        s.commit()
+        assert [c.volunteer_id for c in contacts_store.contacts_of(s, a.id)] == [a.id]
+        s.add(contact(a))
+        with pytest.raises(IntegrityError):
+            s.commit()
