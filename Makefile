@@ -24,8 +24,8 @@ run: install ## the whole system on this machine, with demo data (Ctrl-C stops i
 test: install ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-docs: install ## regenerate the README's subject table from shared/catalogue.py
-	$(PY) -m tools.subjects_table --write README.md
+docs: install ## regenerate the README's subject table and docs/asyncapi.json from shared/catalogue.py
+	$(PY) -m tools.subjects_table --write README.md --asyncapi docs/asyncapi.json
 
 clean: ## remove local state (var/) and caches
 	rm -rf var .pytest_cache

@@ -66,7 +66,7 @@ def create_service_app(
     app.state.bus = bus
     app.state.engine = engine
     app.state.settings = settings
-    app.include_router(ops_router({"nats": bus.ready, **checks}))
+    app.include_router(ops_router(bus.service, {"nats": bus.ready, **checks}))
     for router in routers:
         app.include_router(router)
     count_requests(app, bus.service)

@@ -3,13 +3,14 @@ services keep to it."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
 
-from shared import catalogue
+from shared import asyncapi, catalogue
 from shared.catalogue import SERVICES, STREAMS, SUBJECTS, subject_matches
 from tests.apps import build_apps
 from tools import subjects_table
@@ -103,3 +104,40 @@ def test_readme_subject_table_is_generated_from_the_catalogue():
     assert subjects_table.replace_in(readme) == readme, "run `make docs` to regenerate the README table"
     for spec in SUBJECTS:
         assert f"`{spec.pattern}`" in readme
+
+
+def _refs(node):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == "$ref":
+                yield v
+            else:
+                yield from _refs(v)
+    elif isinstance(node, list):
+        for v in node:
+            yield from _refs(v)
+
+
+def _resolve(doc, ref: str):
+    node = doc
+    for part in ref.removeprefix("#/").split("/"):
+        node = node[part]
+    return node
+
+
+@pytest.mark.parametrize("service", [None, *SERVICES])
+def test_asyncapi_documents_every_subject_of_the_service_and_every_ref_resolves(service):
+    doc = asyncapi.document(service)
+    assert doc["asyncapi"] == "3.0.0"
+    for ref in _refs(doc):
+        _resolve(doc, ref)
+    expected = {s.pattern.replace("*", "{id}") for s in SUBJECTS
+                if service is None or service == s.producer or service in s.consumers}
+    assert {c["address"] for c in doc["channels"].values()} == expected
+    for schema in doc["components"]["schemas"].values():
+        assert "schema_version" in schema["properties"]
+
+
+def test_committed_asyncapi_document_is_current():
+    committed = json.loads((ROOT / "docs" / "asyncapi.json").read_text())
+    assert committed == json.loads(json.dumps(asyncapi.document())), "run `make docs`"

@@ -8,13 +8,18 @@ from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from shared.asyncapi import document
 from shared.observability.metrics import HTTP_REQUESTS
 
 ReadinessCheck = Callable[[], Awaitable[tuple[bool, str]]]
 
 
-def ops_router(checks: dict[str, ReadinessCheck]) -> APIRouter:
+def ops_router(service: str, checks: dict[str, ReadinessCheck]) -> APIRouter:
     router = APIRouter(tags=["operations"])
+
+    @router.get("/asyncapi.json", summary="AsyncAPI 3.0: the NATS subjects this service sends and receives")
+    async def asyncapi() -> dict:
+        return document(service)
 
     @router.get("/healthz", summary="Liveness: the process answers")
     async def healthz() -> dict[str, str]:
