@@ -72,7 +72,7 @@ class Bus:
             reconnect_time_wait=1,
             # FastStream logs through the root logger, hence our structured
             # format; its per-message lines are debug-level noise.
-            logger=logging.getLogger("faststream"),
+            logger=logging.getLogger("maillage.broker"),
             log_level=logging.DEBUG,
         )
         self.subjects_published: set[str] = set()

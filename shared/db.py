@@ -8,11 +8,15 @@ from typing import TypeVar
 
 import anyio
 
-from sqlalchemy import event, text
+from sqlalchemy import event, inspect, text, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, SQLModel, create_engine
+
+from shared.events import utcnow
 
 T = TypeVar("T")
+M = TypeVar("M", bound=SQLModel)
 
 
 def make_engine(url: str) -> Engine:
@@ -50,3 +54,28 @@ async def in_session(engine: Engine, work: Callable[[Session], T]) -> T:
             return work(session)
 
     return await anyio.to_thread.run_sync(run)
+
+
+def insert_or_get(session: Session, row: M, model: type[M], key: object) -> M:
+    """Insert ``row``, or return the row a concurrent request inserted first
+    under the same key (double clicks, retried requests)."""
+    session.add(row)
+    try:
+        session.commit()
+        return row
+    except IntegrityError:
+        session.rollback()
+        return session.get(model, key)
+
+
+def mark_once(session: Session, model: type[SQLModel], key: object, **values: object) -> bool:
+    """Set ``published_at`` (and ``values``) on a row unless another request
+    did it first; True for the one request that did."""
+    pk = inspect(model).primary_key[0]
+    done = session.execute(
+        update(model)
+        .where(pk == key, model.published_at.is_(None))
+        .values(published_at=utcnow(), **values)
+    )
+    session.commit()
+    return done.rowcount == 1

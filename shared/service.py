@@ -13,6 +13,7 @@ from fastapi import APIRouter, FastAPI
 
 from sqlalchemy.engine import Engine
 
+from shared.auth import Authenticator, authenticate_first, nobody
 from shared.bus import Bus
 from shared.db import database_ready
 from shared.observability.http import ReadinessCheck, count_requests, ops_router
@@ -35,6 +36,7 @@ def create_service_app(
     on_stop: Sequence[Hook] = (),
     engine: Engine | None = None,
     create_schema: Callable[[Engine], None] | None = None,
+    authenticate: Authenticator = nobody,
 ) -> FastAPI:
     """With an ``engine``, the database joins the readiness checks, its
     schema is created on start, and routes find it as ``app.state.engine``."""
@@ -69,6 +71,7 @@ def create_service_app(
     app.include_router(ops_router(bus.service, {"nats": bus.ready, **checks}))
     for router in routers:
         app.include_router(router)
+    authenticate_first(app, authenticate)
     count_requests(app, bus.service)
     return app
 

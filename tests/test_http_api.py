@@ -13,6 +13,9 @@ What is proven here:
 - an Idempotency-Key makes a retried publish the same message;
 - a volunteer's profile holds counts of confirmed contacts only, restricted
   to the interests they chose to share.
+
+Tests whose docstring says "BUG (reported)" state the right behaviour and
+fail until that bug in the services is fixed; they are not to be weakened.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,14 +36,19 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from services.contacts.store import Contact, Volunteer
+from services.contacts.store import CampaignMessage, Contact, Volunteer
 from shared.catalogue import PROFILE_UPDATED
 from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
 from tests.conftest import NatsServer, start_nats
 
 T = TypeVar("T")
 
-OPS_PATHS = {"/healthz", "/readyz", "/metrics", "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc"}
+# Public by design: probes, metrics, and the API documents (OpenAPI, AsyncAPI),
+# which describe the interfaces and hold no data.
+OPS_PATHS = {
+    "/healthz", "/readyz", "/metrics", "/asyncapi.json",
+    "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc",
+}
 UNAUTHORIZED = {"detail": "missing or invalid bearer token"}
 DUMMY_ID = "0123456789abcdef0123456789abcdef"
 # Not a token any service knows, yet the shape of one.
@@ -72,6 +81,29 @@ def poll(fetch: Callable[[], T], until: Callable[[T], bool], timeout: float = 15
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
         time.sleep(0.05)
+
+
+def concurrently(n: int, call: Callable[[], Any]) -> list[tuple[int | str, Any]]:
+    """Run ``call`` from ``n`` threads released together; each outcome is
+    (status, json) or ("exception", its type name) for a server error
+    TestClient re-raised."""
+    barrier = threading.Barrier(n)
+    outcomes: list[tuple[int | str, Any]] = []
+
+    def one() -> None:
+        barrier.wait()
+        try:
+            r = call()
+            outcomes.append((r.status_code, r.json()))
+        except Exception as exc:  # a 500: TestClient raises the server's exception
+            outcomes.append(("exception", type(exc).__name__))
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return outcomes
 
 
 # -- the services, with their lifespan running ------------------------------------------
@@ -193,6 +225,17 @@ def count_rows(client: TestClient, model) -> int:
         return session.exec(select(func.count()).select_from(model)).one()
 
 
+def samples(exposition: str, metric: str) -> list[tuple[dict[str, str], float]]:
+    """The (labels, value) samples of one metric in Prometheus text format."""
+    found = []
+    for line in exposition.splitlines():
+        m = re.fullmatch(rf"{metric}\{{(.*)\}} (\S+)", line)
+        if m:
+            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(1)))
+            found.append((labels, float(m.group(2))))
+    return found
+
+
 def loc_of(response) -> list[tuple]:
     return [tuple(err["loc"]) for err in response.json()["detail"]]
 
@@ -249,7 +292,7 @@ def test_matcher_and_dispatch_expose_only_the_operations_routes(matcher: TestCli
         for method, path, op in ops:
             assert_locked(client, method, path, op, BAD_AUTHORIZATIONS)
         assert ops == [], f"new routes: walk them ({ops})"
-        assert set(client.get("/openapi.json").json()["paths"]) == {"/healthz", "/readyz", "/metrics"}
+        assert set(client.get("/openapi.json").json()["paths"]) == {"/healthz", "/readyz", "/metrics", "/asyncapi.json"}
 
 
 def test_auth_comes_before_json_parsing(feed: TestClient, contacts: TestClient):
@@ -451,15 +494,18 @@ def test_health_readiness_and_metrics(feed: TestClient, contacts: TestClient, ma
         if "database" in body["checks"]:
             assert body["checks"]["database"]["detail"] == dialect
 
+        r = client.get("/asyncapi.json")  # public, like /openapi.json
+        assert r.status_code == 200 and r.json()["asyncapi"] == "3.0.0", r.text[:200]
+
         r = client.get("/metrics")
         assert r.status_code == 200
         assert r.headers["content-type"].startswith("text/plain")
         assert "# TYPE maillage_http_requests_total counter" in r.text
-        sample = re.search(
-            rf'^maillage_http_requests_total\{{service="{service}",route="/readyz",status="200"\}} (\d+\.\d+)$',
-            r.text, re.M,
+        readyz_count = sum(
+            value for labels, value in samples(r.text, "maillage_http_requests_total")
+            if labels == {"service": service, "route": "/readyz", "status": "200"}
         )
-        assert sample and float(sample.group(1)) >= 1, f"{service}: no /readyz sample in /metrics"
+        assert readyz_count >= 1, f"{service}: no /readyz sample in /metrics"
         # Routes are labelled by template, never by a concrete id.
         assert DUMMY_ID not in r.text
 
@@ -510,6 +556,54 @@ def test_idempotency_key_makes_a_retry_the_same_message(feed: TestClient):
     other = feed.post("/messages", headers={**staff, "Idempotency-Key": "another"}, json=message_draft())
     assert other.status_code == 201 and other.json()["id"] != first.json()["id"]
     assert len(feed.get("/messages", headers=staff).json()) == 2
+
+
+def test_concurrent_retries_with_one_idempotency_key_make_one_message(feed: TestClient):
+    """A client retrying after a timeout races its own first request: every
+    attempt must get the same message, none a 500.
+
+    BUG (reported): services/feed/api.py ``publish_message``/``store`` checks
+    for the key then inserts; two concurrent requests both insert, and the
+    loser's unique-constraint IntegrityError escapes as a 500."""
+    rounds = 3  # the race is timing-dependent: a few keys, each sent from many threads
+    for n in range(rounds):
+        staff = {**bearer(STAFF_TOKEN), "Idempotency-Key": f"raced-key-{n}"}
+        outcomes = concurrently(8, lambda: feed.post("/messages", headers=staff, json=message_draft()))
+        listed = feed.get("/messages", headers=bearer(STAFF_TOKEN)).json()
+        assert len(listed) == n + 1, listed
+        summary = [(status, body.get("id") if isinstance(body, dict) else body) for status, body in outcomes]
+        assert all(status in (200, 201) for status, _ in outcomes), f"some retries failed: {summary}"
+        assert {body["id"] for _, body in outcomes} == {listed[0]["id"]}, summary
+
+
+def test_a_double_click_on_relay_is_one_relay(feed: TestClient, contacts: TestClient, matcher: TestClient):
+    """Two clicks at once on "relay" are the same relay, both answered.
+
+    BUG (reported): services/contacts/api.py ``relay``/``prepare`` reads the
+    Relay row then inserts it; concurrent clicks both insert, and the
+    loser's primary-key IntegrityError escapes as a 500 (on both databases)."""
+    _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
+    add_contact(contacts, alice, "Camille Durand", "camille.durand@exemple.fr", ["education"])
+    poll(lambda: matcher.get("/readyz").json()["checks"]["index"]["detail"], lambda d: d == "1 profiles",
+         what="the matcher to index the profile")
+    rounds = 3  # the race is timing-dependent: a few suggestions, each clicked from many threads
+    for n in range(rounds):
+        draft = message_draft(title=f"Message {n}")
+        assert feed.post("/messages", headers=bearer(STAFF_TOKEN), json=draft).status_code == 201
+    inbox = poll(lambda: contacts.get("/inbox", headers=alice).json(), lambda items: len(items) == rounds,
+                 what="the suggestions")
+
+    def relay_is_possible() -> bool:  # 409 until contacts has received the messages themselves
+        with Session(contacts.app.state.engine) as session:
+            return all(session.get(CampaignMessage, item["message_id"]) for item in inbox)
+
+    poll(relay_is_possible, bool, what="contacts to receive the messages")
+    for item in inbox:
+        outcomes = concurrently(8, lambda: contacts.post(f"/inbox/{item['suggestion_id']}/relay", headers=alice))
+        summary = [(status, body.get("relay_id") if isinstance(body, dict) else body) for status, body in outcomes]
+        assert all(status == 200 for status, _ in outcomes), f"some clicks failed: {summary}"
+        assert len({body["relay_id"] for _, body in outcomes}) == 1, summary
+        assert all(body["channels"]["email"]["queued"] == 1 for _, body in outcomes)
 
 
 # -- 6. the profile: counts of confirmed contacts, only what is shared ------------------------

@@ -25,7 +25,7 @@ def restore_logging():
 def test_json_lines_with_service_and_pii_masked(capsys):
     configure_logging("contacts", fmt="json", level="INFO")
     structlog.get_logger("t").info("contact.added", email="camille@exemple.fr", name="Camille", contact_id="c1")
-    logging.getLogger("faststream").info("stdlib loggers go through the same formatter")
+    logging.getLogger("uvicorn.error").info("stdlib loggers go through the same formatter")
     lines = [json.loads(line) for line in capsys.readouterr().err.strip().splitlines()]
     assert lines[0]["event"] == "contact.added" and lines[0]["service"] == "contacts"
     assert lines[0]["email"] == "[redacted]" and lines[0]["name"] == "[redacted]"

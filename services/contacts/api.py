@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
-from pydantic import BaseModel, EmailStr, Field
+from pydantic import BaseModel, ConfigDict, EmailStr, Field
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -21,15 +21,17 @@ from services.contacts.store import (
     contacts_of,
     outcome_counts,
 )
-from shared.auth import bearer_token, hash_token, new_token, same_token, unauthorized
+from shared.auth import Authenticator, Principal, hash_token, new_token, require, same_token
 from shared.catalogue import EMAIL_JOB, PROFILE_UPDATED, RELAY_REQUESTED
-from shared.db import in_session
-from shared.events import Channel, EmailJob, InterestName, InterestProfile, RelayRequested, utcnow
+from shared.db import in_session, insert_or_get, mark_once
+from shared.events import Channel, EmailJob, InterestName, InterestProfile, RelayRequested
 
 # -- schemas -------------------------------------------------------------------------
 
 
 class VolunteerIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
     display_name: str = Field(min_length=1, max_length=200)
     email: EmailStr
     token: str | None = Field(
@@ -50,6 +52,8 @@ class Me(BaseModel):
 
 
 class SharingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     shared_interests: list[InterestName] | None = Field(
         description="interests whose counts you share with the campaign; null shares all"
     )
@@ -91,27 +95,31 @@ class RelayOut(BaseModel):
 # -- dependencies --------------------------------------------------------------------
 
 
-def require_provisioner(request: Request, token: str = Depends(bearer_token)) -> None:
-    if not same_token(token, request.app.state.provisioning_token_hash):
-        raise unauthorized()
+PROVISIONER, VOLUNTEER = "provisioner", "volunteer"
 
 
-async def current_volunteer(request: Request, token: str = Depends(bearer_token)) -> Volunteer:
-    digest = hash_token(token)
-    vol = await in_session(
-        request.app.state.engine,
-        lambda s: s.exec(select(Volunteer).where(Volunteer.token_hash == digest)).first(),
-    )
-    if vol is None:
-        raise unauthorized()
-    return vol
+def contacts_authenticator(engine, provisioning_token_hash: str) -> Authenticator:
+    async def authenticate(token: str) -> Principal | None:
+        if same_token(token, provisioning_token_hash):
+            return Principal(PROVISIONER)
+        digest = hash_token(token)
+        vol = await in_session(
+            engine, lambda s: s.exec(select(Volunteer).where(Volunteer.token_hash == digest)).first()
+        )
+        return Principal(VOLUNTEER, vol) if vol else None
+
+    return authenticate
+
+
+def current_volunteer(principal: Principal = Depends(require(VOLUNTEER))) -> Volunteer:
+    return principal.account
 
 
 def not_found(what: str) -> HTTPException:
     return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no such {what}")
 
 
-admin = APIRouter(prefix="/admin", tags=["provisioning"], dependencies=[Depends(require_provisioner)])
+admin = APIRouter(prefix="/admin", tags=["provisioning"], dependencies=[Depends(require(PROVISIONER))])
 router = APIRouter(tags=["volunteer"])
 
 
@@ -323,15 +331,11 @@ async def relay(
             )
             for r in recipients
         ]
-        relay_row = session.get(Relay, rid)
-        if relay_row is None:
-            relay_row = Relay(
-                id=rid, suggestion_id=suggestion_id, volunteer_id=vol.id,
-                message_id=msg.message_id, emails_queued=len(jobs),
-            )
-            session.add(relay_row)
-            session.commit()
-        return relay_row, jobs
+        relay_row = Relay(
+            id=rid, suggestion_id=suggestion_id, volunteer_id=vol.id,
+            message_id=msg.message_id, emails_queued=len(jobs),
+        )
+        return insert_or_get(session, relay_row, Relay, rid), jobs
 
     relay_row, jobs = await in_session(engine, prepare)
     if relay_row.published_at is None:
@@ -347,14 +351,12 @@ async def relay(
             msg_id=rid,
         )
 
-        def mark(session: Session) -> None:
-            row = session.get(Relay, rid)
-            row.emails_queued = len(jobs)  # the book may have changed since a failed first try
-            row.published_at = utcnow()
-            session.commit()
+        def mark(session: Session) -> bool:
+            # the book may have changed since a failed first try: count what was sent
+            return mark_once(session, Relay, rid, emails_queued=len(jobs))
 
-        await in_session(engine, mark)
-        request.app.state.relays_counter.inc()
+        if await in_session(engine, mark):  # a concurrent double click counts once
+            request.app.state.relays_counter.inc()
     return await relay_status(rid, request, vol)
 
 

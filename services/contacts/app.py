@@ -30,7 +30,9 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         routers=[api.admin, api.router],
         engine=engine,
         create_schema=create_schema,
+        authenticate=api.contacts_authenticator(
+            engine, hash_token(settings.provisioning_token.get_secret_value())
+        ),
     )
-    app.state.provisioning_token_hash = hash_token(settings.provisioning_token.get_secret_value())
     app.state.relays_counter = RELAYS
     return app

@@ -6,14 +6,15 @@ from datetime import datetime
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Request, status
 from pydantic import BaseModel
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from services.feed.domain import MessageDraft, MessageStats
 from services.feed.store import Message, message_stats
-from shared.auth import bearer_token, same_token, unauthorized
+from shared.auth import Authenticator, Principal, require, same_token
 from shared.catalogue import MESSAGE_PUBLISHED
-from shared.db import in_session
-from shared.events import MessagePublished, Variants, new_id, utcnow
+from shared.db import in_session, mark_once
+from shared.events import MessagePublished, Variants, new_id
 
 
 class MessageOut(BaseModel):
@@ -26,12 +27,17 @@ class MessageOut(BaseModel):
     stats: MessageStats
 
 
-def require_staff(request: Request, token: str = Depends(bearer_token)) -> None:
-    if not same_token(token, request.app.state.staff_token_hash):
-        raise unauthorized()
+STAFF = "staff"
 
 
-router = APIRouter(prefix="/messages", tags=["messages"], dependencies=[Depends(require_staff)])
+def staff_authenticator(staff_token_hash: str) -> Authenticator:
+    async def authenticate(token: str) -> Principal | None:
+        return Principal(STAFF) if same_token(token, staff_token_hash) else None
+
+    return authenticate
+
+
+router = APIRouter(prefix="/messages", tags=["messages"], dependencies=[Depends(require(STAFF))])
 
 
 def to_out(session: Session, m: Message) -> MessageOut:
@@ -57,13 +63,14 @@ async def publish_message(
     stored but not yet published (NATS was down) is published on retry."""
     engine, bus = request.app.state.engine, request.app.state.bus
 
+    def by_key(session: Session) -> Message | None:
+        if idempotency_key is None:
+            return None
+        return session.exec(select(Message).where(Message.idempotency_key == idempotency_key)).first()
+
     def store(session: Session) -> Message:
-        if idempotency_key:
-            found = session.exec(
-                select(Message).where(Message.idempotency_key == idempotency_key)
-            ).first()
-            if found:
-                return found
+        if found := by_key(session):
+            return found
         message = Message(
             id=new_id(),
             title=draft.title,
@@ -73,7 +80,11 @@ async def publish_message(
             idempotency_key=idempotency_key,
         )
         session.add(message)
-        session.commit()
+        try:
+            session.commit()
+        except IntegrityError:  # a concurrent retry with the same key won
+            session.rollback()
+            return by_key(session)
         return message
 
     message = await in_session(engine, store)
@@ -94,14 +105,9 @@ async def publish_message(
                 f"({type(exc).__name__}); retry with the same Idempotency-Key",
             ) from exc
 
-        def mark_published(session: Session) -> Message:
-            row = session.get(Message, message.id)
-            row.published_at = row.published_at or utcnow()
-            session.commit()
-            return row
-
-        message = await in_session(engine, mark_published)
-        request.app.state.published_counter.inc()
+        if await in_session(engine, lambda s: mark_once(s, Message, message.id)):
+            request.app.state.published_counter.inc()
+        message = await in_session(engine, lambda s: s.get(Message, message.id))
     return await in_session(engine, lambda s: to_out(s, message))
 
 

@@ -32,7 +32,7 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
         routers=[api.router],
         engine=engine,
         create_schema=create_schema,
+        authenticate=api.staff_authenticator(hash_token(settings.staff_token.get_secret_value())),
     )
-    app.state.staff_token_hash = hash_token(settings.staff_token.get_secret_value())
     app.state.published_counter = MESSAGES_PUBLISHED
     return app
