@@ -60,13 +60,16 @@ def unauthorized(detail: str = UNAUTHORIZED) -> HTTPException:
     return HTTPException(status.HTTP_401_UNAUTHORIZED, detail=detail, headers=CHALLENGE)
 
 
-def authenticate_first(app: FastAPI, authenticate: Authenticator) -> None:
+def authenticate_first(app: FastAPI, authenticate: Authenticator, public_prefixes: tuple[str, ...] = ()) -> None:
     """Authenticate before FastAPI reads the body, so an anonymous caller
-    learns nothing (not even whether its JSON parses) and gets a 401."""
+    learns nothing (not even whether its JSON parses) and gets a 401.
+    ``public_prefixes``: routes that carry their own proof (signed links,
+    invite codes)."""
 
     @app.middleware("http")
     async def _authenticate(request: Request, call_next):
-        if request.url.path in PUBLIC_PATHS:
+        path = request.url.path
+        if path in PUBLIC_PATHS or path.startswith(public_prefixes):
             return await call_next(request)
         scheme, _, token = request.headers.get("authorization", "").partition(" ")
         token = token.strip()

@@ -137,6 +137,14 @@ DISPATCH_RESULTS_STREAM = StreamSpec(
     description="What became of each dispatch job (no recipient identity).",
 )
 
+SUPPRESSIONS_STREAM = StreamSpec(
+    name="SUPPRESSIONS",
+    subjects=("contacts.suppressions",),
+    retention=RetentionPolicy.LIMITS,
+    max_age=timedelta(0),  # an opt-out is for good; dispatchers replay it all on start
+    description="Keyed hashes of addresses that must never be written to again.",
+)
+
 STREAMS: tuple[StreamSpec, ...] = (
     FEED_STREAM,
     PROFILES_STREAM,
@@ -144,6 +152,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     SUGGESTIONS_STREAM,
     DISPATCH_JOBS_STREAM,
     DISPATCH_RESULTS_STREAM,
+    SUPPRESSIONS_STREAM,
 )
 
 MESSAGE_PUBLISHED = SubjectSpec(
@@ -198,6 +207,15 @@ EMAIL_RESULT = SubjectSpec(
     description="Outcome of one email job.",
 )
 
+SUPPRESSION_ADDED = SubjectSpec(
+    pattern="contacts.suppressions",
+    stream=SUPPRESSIONS_STREAM,
+    model=events.Suppressed,
+    producer=CONTACTS,
+    consumers=(DISPATCH_EMAIL,),
+    description="An address (as a keyed hash) unsubscribed or bounced: never write to it again.",
+)
+
 SUBJECTS: tuple[SubjectSpec, ...] = (
     MESSAGE_PUBLISHED,
     PROFILE_UPDATED,
@@ -205,6 +223,7 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     SUGGESTION_MADE,
     EMAIL_JOB,
     EMAIL_RESULT,
+    SUPPRESSION_ADDED,
 )
 
 

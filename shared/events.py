@@ -105,11 +105,15 @@ class RelayRequested(Event):
     jobs_queued: dict[Channel, int]
 
 
+AddressHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
 class EmailJob(Event):
     """One email to one recipient. Carries PII: only contacts (producer) and
     dispatch-email (consumer) may touch its subject."""
 
     schema_version: Literal[1] = 1
+    kind: Literal["relay", "invitation"] = "relay"
     job_id: str = Field(min_length=1, max_length=64)
     relay_id: str = Field(min_length=1, max_length=64)
     message_id: str = Field(min_length=1, max_length=64)
@@ -118,8 +122,10 @@ class EmailJob(Event):
     reply_to: EmailStr
     recipient_name: str = Field(max_length=200)
     recipient_email: EmailStr
+    recipient_hash: AddressHash = Field(description="keyed hash of the address, for the suppression check")
     subject: str = Field(min_length=1, max_length=200)
     body_text: str = Field(min_length=1, max_length=100_000)
+    unsubscribe_url: str = Field(min_length=1, max_length=2000, description="RFC 8058 one-click URL")
 
 
 class DeliveryStatus(StrEnum):
@@ -139,3 +145,11 @@ class DispatchResult(Event):
     channel: Channel
     status: DeliveryStatus
     reason: str | None = Field(default=None, max_length=200)
+
+
+class Suppressed(Event):
+    """Never write to this address again (it is a keyed hash, not the address)."""
+
+    schema_version: Literal[1] = 1
+    address_hash: AddressHash
+    reason: Literal["unsubscribe", "bounce", "complaint"]

@@ -37,6 +37,7 @@ def create_service_app(
     engine: Engine | None = None,
     create_schema: Callable[[Engine], None] | None = None,
     authenticate: Authenticator = nobody,
+    public_prefixes: tuple[str, ...] = (),
 ) -> FastAPI:
     """With an ``engine``, the database joins the readiness checks, its
     schema is created on start, and routes find it as ``app.state.engine``."""
@@ -71,7 +72,7 @@ def create_service_app(
     app.include_router(ops_router(bus.service, {"nats": bus.ready, **checks}))
     for router in routers:
         app.include_router(router)
-    authenticate_first(app, authenticate)
+    authenticate_first(app, authenticate, public_prefixes)
     count_requests(app, bus.service)
     return app
 

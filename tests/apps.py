@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+
 from fastapi import FastAPI
 
 from services.contacts.app import create_app as contacts_app
@@ -16,6 +18,16 @@ from shared.settings import CommonSettings
 
 STAFF_TOKEN = "staff-token-for-tests-0123456789"
 PROVISIONING_TOKEN = "provisioning-token-for-tests-0123456789"
+KEYS = {
+    "master_key": base64.b64encode(b"m" * 32).decode(),
+    "address_index_key": base64.b64encode(b"i" * 32).decode(),
+    "link_key": base64.b64encode(b"l" * 32).decode(),
+}
+
+
+def contacts_settings(nats_url: str, db_url: str, **extra) -> ContactsSettings:
+    return ContactsSettings(provisioning_token=PROVISIONING_TOKEN, database_url=db_url,
+                            common=CommonSettings(nats_url=nats_url), **KEYS, **extra)
 
 
 def build_apps(nats_url: str = "nats://127.0.0.1:1", db_url: str = "sqlite://",
@@ -23,9 +35,7 @@ def build_apps(nats_url: str = "nats://127.0.0.1:1", db_url: str = "sqlite://",
     common = CommonSettings(nats_url=nats_url)
     return {
         "feed": feed_app(FeedSettings(staff_token=STAFF_TOKEN, database_url=db_url, common=common)),
-        "contacts": contacts_app(
-            ContactsSettings(provisioning_token=PROVISIONING_TOKEN, database_url=db_url, common=common)
-        ),
+        "contacts": contacts_app(contacts_settings(nats_url, db_url)),
         "matcher": matcher_app(MatcherSettings(common=common)),
         "dispatch-email": create_email_app(
             EmailDispatchSettings(from_address="relais@campagne.example", smtp_port=smtp_port, common=common)

@@ -64,7 +64,8 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
         alice = {"Authorization": f"Bearer {vol.json()['token']}"}
         for name, email, interests, consent in CONTACTS:
             r = http.post(f"{cfg.url('contacts')}/contacts", headers=alice,
-                          json={"name": name, "email": email, "interests": interests, "consent": consent})
+                          json={"name": name, "emails": [email], "interests": interests, "consent": consent,
+                                "consent_proof": "said yes at the market" if consent == "confirmed" else None})
             assert r.status_code == 201, r.text
 
         published = http.post(f"{cfg.url('feed')}/messages", headers=staff, json={
@@ -97,6 +98,10 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
         assert mail["Subject"] == "Réunion sur nos écoles"
         body = mail.get_content()
         assert "Bonjour Camille," in body and "Rendez-vous le 12 décembre à 19 h." in body
+        assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        unsubscribe_url = mail["List-Unsubscribe"].strip("<>")
+        assert unsubscribe_url.startswith(f"{cfg.url('contacts')}/u/")
+        assert "camille" not in unsubscribe_url.lower()  # the link carries ids and a hash, not the address
 
         # a second click is the same relay: nothing more is sent
         again = http.post(f"{cfg.url('contacts')}/inbox/{inbox[0]['suggestion_id']}/relay", headers=alice)
@@ -107,7 +112,8 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
         assert stats == {"volunteers_suggested": 1, "relays": 1, "emails_queued": 2,
                          "emails_delivered": 2, "emails_failed": 0}
         status = http.get(f"{cfg.url('contacts')}/relays/{relay.json()['relay_id']}", headers=alice).json()
-        assert status["channels"]["email"] == {"status": "done", "queued": 2, "delivered": 2, "failed": 0}
+        assert status["channels"]["email"] == {"status": "done", "queued": 2, "delivered": 2, "failed": 0,
+                                               "skipped": {}}
 
     time.sleep(1)
     assert len(smtp_server.recorder.messages) == 2, "the second click sent again"

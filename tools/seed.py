@@ -64,11 +64,10 @@ def seed(feed_url: str, contacts_url: str, staff_token: str, provisioning_token:
             ), 200, 201)
             auth = {"Authorization": f"Bearer {vol.token}"}
             for name, email, interests, consent in vol.contacts:
-                expect(http.post(
-                    f"{contacts_url}/contacts",
-                    json={"name": name, "email": email, "interests": list(interests), "consent": consent},
-                    headers=auth,
-                ), 201, 409)
+                expect(http.post(f"{contacts_url}/contacts", json={
+                    "name": name, "emails": [email], "interests": list(interests), "consent": consent,
+                    "consent_proof": "demo data: agreed in person" if consent == "confirmed" else None,
+                }, headers=auth), 201, 409)
             expect(http.put(f"{contacts_url}/me/profile", json={"shared_interests": None}, headers=auth), 200)
         message = expect(http.post(
             f"{feed_url}/messages",

@@ -6,7 +6,9 @@ module, so the tests run it exactly as a developer does."""
 
 from __future__ import annotations
 
+import base64
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -86,6 +88,19 @@ class Proc:
     popen: subprocess.Popen | None = None
 
 
+def dev_keys(var: Path) -> dict[str, str]:
+    """Contacts' keys for a local run: made once, kept under var/ so the
+    books stay readable across runs (production takes them from a Secret)."""
+    path = var / "dev-keys.json"
+    if not path.exists():
+        var.mkdir(parents=True, exist_ok=True)
+        keys = {name: base64.b64encode(os.urandom(32)).decode()
+                for name in ("MASTER_KEY", "ADDRESS_INDEX_KEY", "LINK_KEY")}
+        path.write_text(json.dumps(keys))
+        path.chmod(0o600)
+    return {f"MAILLAGE_CONTACTS_{k}": v for k, v in json.loads(path.read_text()).items()}
+
+
 def processes(cfg: StackConfig) -> list[Proc]:
     p, var, py = cfg.ports, cfg.var.resolve(), sys.executable
     common = {
@@ -110,6 +125,8 @@ def processes(cfg: StackConfig) -> list[Proc]:
             "MAILLAGE_CONTACTS_HTTP_PORT": str(p.contacts),
             "MAILLAGE_CONTACTS_DATABASE_URL": cfg.contacts_db or f"sqlite:///{var}/contacts.db",
             "MAILLAGE_CONTACTS_PROVISIONING_TOKEN": cfg.provisioning_token,
+            "MAILLAGE_CONTACTS_PUBLIC_URL": cfg.url("contacts"),
+            **dev_keys(var),
         }, f"{cfg.url('contacts')}/readyz"),
         Proc("matcher", [py, "-m", "services.matcher"], {
             "MAILLAGE_MATCHER_HTTP_PORT": str(p.matcher),

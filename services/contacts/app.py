@@ -5,7 +5,9 @@ from __future__ import annotations
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from services.contacts import api, handlers
+from services.contacts import handlers
+from services.contacts.api import accounts, book, imports, inbox, public
+from services.contacts.api.deps import Keys, contacts_authenticator
 from services.contacts.settings import ContactsSettings
 from services.contacts.store import create_schema
 from shared.auth import hash_token
@@ -21,18 +23,19 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     bus = Bus.for_service(settings)
     handlers.register(bus, engine)
-
     app = create_service_app(
         settings=settings,
         bus=bus,
         title="Maillage contacts",
         description="Each volunteer's confidential contact book, inbox and one-click relay.",
-        routers=[api.admin, api.router],
+        routers=[accounts.admin, accounts.public, accounts.router, book.router, imports.router,
+                 inbox.router, public.router],
         engine=engine,
         create_schema=create_schema,
-        authenticate=api.contacts_authenticator(
-            engine, hash_token(settings.provisioning_token.get_secret_value())
-        ),
+        authenticate=contacts_authenticator(engine, hash_token(settings.provisioning_token.get_secret_value())),
+        public_prefixes=("/auth/redeem", "/u/", "/consent/"),
     )
+    app.state.keys = Keys.from_settings(settings)
     app.state.relays_counter = RELAYS
+    app.state.background = set()
     return app

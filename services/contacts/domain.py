@@ -1,5 +1,6 @@
-"""The contact book's rules, free of I/O: consent, the opt-in profile, who
-a relay reaches, and the stable ids that make a relay idempotent."""
+"""The contact book's rules, free of I/O: what a contact is, consent and
+its transitions, the opt-in profile, who a relay reaches, and the stable
+ids that make a relay idempotent."""
 
 from __future__ import annotations
 
@@ -7,11 +8,16 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
+from services.contacts.importing.normalize import normalize_phone
 from shared.events import Channel, InterestName
+
+Phone = Annotated[str, AfterValidator(normalize_phone)]
 
 
 class Consent(StrEnum):
@@ -21,18 +27,89 @@ class Consent(StrEnum):
     withdrawn = "withdrawn"
 
 
-class ContactIn(BaseModel):
+class ConsentSource(StrEnum):
+    volunteer = "volunteer"  # the volunteer attests, with a proof ("said yes at the market, 12/11")
+    contact = "contact"  # the contact clicked confirm / refuse
+    invitation = "invitation"  # an invitation was sent
+    unsubscribe = "unsubscribe"  # one-click unsubscribe
+    bounce = "bounce"  # the address does not exist
+
+
+class ConsentRuleError(ValueError):
+    pass
+
+
+# Which sources may move a consent from one state to another. A withdrawal
+# can only be undone by the contact themself.
+_ALLOWED: dict[tuple[Consent, Consent], frozenset[ConsentSource]] = {
+    (Consent.unknown, Consent.invited): frozenset({ConsentSource.invitation}),
+    (Consent.unknown, Consent.confirmed): frozenset({ConsentSource.volunteer, ConsentSource.contact}),
+    (Consent.invited, Consent.confirmed): frozenset({ConsentSource.volunteer, ConsentSource.contact}),
+    (Consent.withdrawn, Consent.confirmed): frozenset({ConsentSource.contact}),
+}
+
+
+def consent_transition(current: Consent, target: Consent, source: ConsentSource, proof: str | None = None) -> Consent:
+    """The new state, or a ConsentRuleError saying why not."""
+    if target is Consent.withdrawn:
+        return target  # anyone may stop messages, at any time
+    if current is target:
+        return current
+    allowed = _ALLOWED.get((current, target))
+    if allowed is None or source not in allowed:
+        raise ConsentRuleError(
+            f"consent cannot go from {current} to {target} by {source}"
+            + (": only the contact can undo a withdrawal" if current is Consent.withdrawn else "")
+        )
+    if source is ConsentSource.volunteer and not (proof and proof.strip()):
+        raise ConsentRuleError("proof: say how and when the contact agreed")
+    return target
+
+
+CONTACT_CHANNELS = (Channel.email,)  # channels a relay can reach one person on
+
+
+class ContactFields(BaseModel):
+    """A contact as the volunteer edits it."""
+
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
-    email: EmailStr
+    emails: list[EmailStr] = Field(default_factory=list, max_length=10)
+    phones: list[Phone] = Field(default_factory=list, max_length=10)
+    handles: dict[str, str] = Field(default_factory=dict, max_length=10,
+                                    description="network -> handle, e.g. mastodon: @ana@piaille.fr")
+    locale: str | None = Field(default=None, max_length=16)
+    commune: str | None = Field(default=None, max_length=100)
+    region: str | None = Field(default=None, max_length=100)
     interests: list[InterestName] = Field(default_factory=list, max_length=50)
+    tags: list[InterestName] = Field(default_factory=list, max_length=50)
+    notes: str | None = Field(default=None, max_length=5000)
+
+
+
+class ContactIn(ContactFields):
+    """A new contact: the fields, and optionally the email consent the
+    volunteer can vouch for."""
+
     consent: Consent = Consent.unknown
+    consent_proof: str | None = Field(default=None, max_length=1000)
 
 
-def normalize_email(email: str) -> str:
-    local, _, domain = email.strip().rpartition("@")
-    return f"{local}@{domain.lower()}".lower()
+class ContactPatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    emails: list[EmailStr] | None = Field(default=None, max_length=10)
+    phones: list[Phone] | None = Field(default=None, max_length=10)
+    handles: dict[str, str] | None = None
+    locale: str | None = None
+    commune: str | None = None
+    region: str | None = None
+    interests: list[InterestName] | None = Field(default=None, max_length=50)
+    tags: list[InterestName] | None = Field(default=None, max_length=50)
+    notes: str | None = Field(default=None, max_length=5000)
+
 
 
 @dataclass(frozen=True)
@@ -42,6 +119,7 @@ class ContactView:
     contact_id: str
     interests: frozenset[str]
     consent: Consent
+    email_blind: str | None = None
 
 
 def interest_profile(
@@ -73,6 +151,36 @@ def relay_recipients(
     ]
 
 
+class Skip(StrEnum):
+    suppressed = "suppressed"  # unsubscribed or bounced, in any volunteer's book
+    already_received = "already_received"  # another volunteer sent them this message
+    over_cap = "over_cap"  # the per-recipient cap across all volunteers
+    no_address = "no_address"
+
+
+@dataclass(frozen=True)
+class RecipientHistory:
+    """What the campaign-wide ledger says about one recipient (by hash)."""
+
+    suppressed: bool
+    got_this_message: bool
+    messages_in_window: int
+
+
+def skip_reason(history: RecipientHistory, cap: int) -> Skip | None:
+    if history.suppressed:
+        return Skip.suppressed
+    if history.got_this_message:
+        return Skip.already_received
+    if history.messages_in_window >= cap:
+        return Skip.over_cap
+    return None
+
+
+def cap_window_start(now: datetime, window: timedelta) -> datetime:
+    return now - window
+
+
 def stable_id(*parts: str) -> str:
     return hashlib.sha256(":".join(parts).encode()).hexdigest()[:32]
 
@@ -84,3 +192,29 @@ def relay_id(suggestion_id: str) -> str:
 
 def job_id(relay: str, contact_id: str, channel: Channel) -> str:
     return stable_id("job", relay, contact_id, channel.value)
+
+
+def invitation_job_id(contact_id: str) -> str:
+    """At most one invitation per contact, ever: the id says so to JetStream."""
+    return stable_id("invitation", contact_id)
+
+
+def invitation_email(*, volunteer: str, campaign: str, confirm_url: str,
+                     message_title: str | None = None, message_body: str | None = None) -> tuple[str, str]:
+    """Subject and text of the one invitation a contact may receive: who
+    writes, on whose behalf, where the address came from, how to accept or
+    refuse (GDPR art. 14), in French and English."""
+    subject = f"{volunteer} vous invite à suivre {campaign} / invites you to follow {campaign}"
+    carried = f"\n\n{message_title}\n\n{message_body}\n" if message_title and message_body else ""
+    text = (
+        f"{volunteer} vous écrit en tant que bénévole de {campaign}. Votre adresse vient de son "
+        f"carnet d'adresses personnel ; l'équipe de campagne ne la voit pas.{carried}\n"
+        f"Voulez-vous recevoir de temps en temps ses messages pour {campaign} ?\n"
+        f"Oui ou non, en un clic : {confirm_url}\n"
+        f"Sans réponse de votre part, vous ne recevrez plus rien de sa part pour {campaign}.\n\n"
+        f"---\n{volunteer} is writing to you as a volunteer for {campaign}. Your address comes "
+        f"from their personal address book; campaign staff cannot see it. Would you like to get "
+        f"their messages for {campaign} now and then? Yes or no, in one click: {confirm_url}\n"
+        f"If you do not answer, you will get nothing more from them for {campaign}."
+    )
+    return subject, text

@@ -8,7 +8,7 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from services.contacts.store import CampaignMessage, InboxItem, JobOutcome, Volunteer
+from services.contacts.store import CampaignMessage, InboxItem, SentItem, Volunteer
 from shared.bus import Bus
 from shared.catalogue import EMAIL_RESULT, MESSAGE_PUBLISHED, SUGGESTION_MADE
 from shared.db import in_session
@@ -66,7 +66,11 @@ def register(bus: Bus, engine: Engine) -> None:
     @bus.subscriber(EMAIL_RESULT, durable="contacts-email-results", batch_size=64)
     async def record_outcome(event: DispatchResult, _msg) -> None:
         def save(session: Session) -> None:
-            session.merge(JobOutcome(job_id=event.job_id, relay_id=event.relay_id, status=event.status.value))
+            item = session.get(SentItem, event.job_id)
+            if item is None:  # an invitation, or a relay erased since
+                return
+            item.status, item.updated_at = event.status.value, event.occurred_at
+            session.add(item)
             session.commit()
 
         await in_session(engine, save)

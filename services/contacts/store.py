@@ -1,15 +1,19 @@
-"""Contacts' storage: volunteers, their books, the campaign messages they
-may relay, their inbox, and their relay history."""
+"""Contacts' tables and the queries over them.
+
+What is in clear, and why: ids, timestamps, consent states, interests and
+tags (taxonomy words the profile counts), commune/region/locale (used to
+target). What is sealed with the volunteer's key: everything that names or
+reaches a person (name, emails, phones, handles, notes, consent proofs,
+rejected import rows). Addresses are findable only through keyed hashes."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Column, UniqueConstraint, func
+from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, SQLModel
 
-from services.contacts.domain import Consent, ContactView
 from shared.events import new_id, utcnow
 
 
@@ -17,29 +21,119 @@ class ContactsTable(SQLModel, registry=registry()):
     pass
 
 
+def sealed(nullable: bool = False) -> Column:
+    return Column(LargeBinary, nullable=nullable)
+
+
 class Volunteer(ContactsTable, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
     display_name: str
     email: str = Field(unique=True)
-    token_hash: str = Field(unique=True, max_length=64)
+    token_hash: str | None = Field(default=None, unique=True, max_length=64)
+    key_version: int | None = None
+    wrapped_key: bytes | None = Field(default=None, sa_column=sealed(nullable=True))
     shared_interests: list[str] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 
-class Contact(ContactsTable, table=True):
-    __table_args__ = (UniqueConstraint("volunteer_id", "email_norm"),)
-
+class Invite(ContactsTable, table=True):
     id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
-    volunteer_id: str = Field(foreign_key="volunteer.id", index=True, max_length=64)
-    name: str
+    code_hash: str = Field(unique=True, max_length=64)
+    display_name: str
     email: str
-    email_norm: str
-    interests: list[str] = Field(sa_column=Column(JSON, nullable=False))
-    consent_email: Consent = Consent.unknown
+    expires_at: datetime
+    redeemed_at: datetime | None = None
+    volunteer_id: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
 
-    def view(self) -> ContactView:
-        return ContactView(self.id, frozenset(self.interests), Consent(self.consent_email))
+
+class Contact(ContactsTable, table=True):
+    __table_args__ = (Index("ix_contact_page", "volunteer_id", "created_at", "id"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    volunteer_id: str = Field(foreign_key="volunteer.id", max_length=64)
+    sealed: bytes = Field(sa_column=sealed())  # name, emails, phones, handles, notes
+    locale: str | None = Field(default=None, max_length=16)
+    commune: str | None = Field(default=None, max_length=100)
+    region: str | None = Field(default=None, max_length=100)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ContactAddress(ContactsTable, table=True):
+    """Keyed hash of one normalized email or phone: dedupe within a book,
+    and the cross-volunteer rules, without the address."""
+
+    __table_args__ = (UniqueConstraint("volunteer_id", "kind", "blind"),)
+
+    contact_id: str = Field(foreign_key="contact.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    kind: str = Field(primary_key=True, max_length=8)
+    blind: str = Field(primary_key=True, max_length=64, index=True)
+    volunteer_id: str = Field(max_length=64)
+
+
+class ContactTag(ContactsTable, table=True):
+    """An interest (campaign taxonomy), a tag (the volunteer's own word), or
+    a channel the contact can be reached on: what the book filters by."""
+
+    __table_args__ = (Index("ix_contacttag_lookup", "volunteer_id", "tag"),)
+
+    contact_id: str = Field(foreign_key="contact.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    kind: str = Field(primary_key=True, max_length=8)  # interest | tag | channel
+    tag: str = Field(primary_key=True, max_length=64)
+    volunteer_id: str = Field(max_length=64)
+
+
+class SearchToken(ContactsTable, table=True):
+    __table_args__ = (Index("ix_searchtoken_lookup", "volunteer_id", "token"),)
+
+    contact_id: str = Field(foreign_key="contact.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    token: str = Field(primary_key=True, max_length=32)
+    volunteer_id: str = Field(max_length=64)
+
+
+class ConsentRecord(ContactsTable, table=True):
+    __table_args__ = (Index("ix_consent_lookup", "volunteer_id", "channel", "state"),)
+
+    contact_id: str = Field(foreign_key="contact.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    channel: str = Field(primary_key=True, max_length=16)
+    volunteer_id: str = Field(max_length=64)
+    state: str = Field(max_length=16)
+    source: str = Field(max_length=32)
+    updated_at: datetime = Field(default_factory=utcnow)
+    invited_at: datetime | None = None
+    proof: bytes | None = Field(default=None, sa_column=sealed(nullable=True))
+
+
+class ConsentEvent(ContactsTable, table=True):
+    """The history of each consent, for the proof GDPR asks for."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    contact_id: str = Field(foreign_key="contact.id", index=True, max_length=64, ondelete="CASCADE")
+    channel: str = Field(max_length=16)
+    state: str = Field(max_length=16)
+    source: str = Field(max_length=32)
+    at: datetime = Field(default_factory=utcnow)
+
+
+class Suppression(ContactsTable, table=True):
+    """Campaign-wide: this address must never be written to again."""
+
+    blind: str = Field(primary_key=True, max_length=64)
+    reason: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DeliveryLedger(ContactsTable, table=True):
+    """Campaign-wide: who (by keyed hash) got which message, when — so two
+    friends never send the same person the same message, and caps hold."""
+
+    __table_args__ = (Index("ix_ledger_recent", "blind", "at"),)
+
+    blind: str = Field(primary_key=True, max_length=64)
+    message_id: str = Field(primary_key=True, max_length=64)
+    relay_id: str = Field(max_length=64)
+    at: datetime = Field(default_factory=utcnow)
 
 
 class CampaignMessage(ContactsTable, table=True):
@@ -54,7 +148,7 @@ class CampaignMessage(ContactsTable, table=True):
 
 class InboxItem(ContactsTable, table=True):
     suggestion_id: str = Field(primary_key=True, max_length=64)
-    volunteer_id: str = Field(foreign_key="volunteer.id", index=True, max_length=64)
+    volunteer_id: str = Field(foreign_key="volunteer.id", index=True, max_length=64, ondelete="CASCADE")
     message_id: str = Field(max_length=64)
     matched_interests: list[str] = Field(sa_column=Column(JSON, nullable=False))
     audience_size: int
@@ -64,35 +158,51 @@ class InboxItem(ContactsTable, table=True):
 class Relay(ContactsTable, table=True):
     id: str = Field(primary_key=True, max_length=64)
     suggestion_id: str = Field(unique=True, max_length=64)
-    volunteer_id: str = Field(foreign_key="volunteer.id", index=True, max_length=64)
+    volunteer_id: str = Field(foreign_key="volunteer.id", index=True, max_length=64, ondelete="CASCADE")
     message_id: str = Field(max_length=64)
     emails_queued: int
+    skipped: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     published_at: datetime | None = None
 
 
-class JobOutcome(ContactsTable, table=True):
+class SentItem(ContactsTable, table=True):
+    """The volunteer's history: what was sent to whom (by contact id)."""
+
     job_id: str = Field(primary_key=True, max_length=64)
     relay_id: str = Field(index=True, max_length=64)
-    status: str
+    contact_id: str | None = Field(default=None, index=True, max_length=64)
+    message_id: str = Field(max_length=64)
+    channel: str = Field(max_length=16)
+    status: str = Field(max_length=16)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class ImportJob(ContactsTable, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    volunteer_id: str = Field(foreign_key="volunteer.id", index=True, max_length=64, ondelete="CASCADE")
+    status: str = Field(max_length=16)  # running | done | failed
+    bytes_total: int = 0
+    bytes_read: int = 0
+    rows: int = 0
+    imported: int = 0
+    merged: int = 0
+    unchanged: int = 0
+    rejected: int = 0
+    error: str | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    finished_at: datetime | None = None
+
+
+class ImportRow(ContactsTable, table=True):
+    """One row's outcome; rejected rows keep their (sealed) text and reason."""
+
+    import_id: str = Field(foreign_key="importjob.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    row: int = Field(primary_key=True)
+    outcome: str = Field(max_length=16)  # imported | merged | unchanged | rejected
+    contact_id: str | None = Field(default=None, max_length=64)
+    sealed: bytes | None = Field(default=None, sa_column=sealed(nullable=True))
 
 
 def create_schema(engine) -> None:
     ContactsTable.metadata.create_all(engine)
-
-
-def contacts_of(session: Session, volunteer_id: str) -> list[Contact]:
-    return list(
-        session.exec(
-            select(Contact).where(Contact.volunteer_id == volunteer_id).order_by(Contact.created_at)
-        )
-    )
-
-
-def outcome_counts(session: Session, relay: str) -> dict[str, int]:
-    rows = session.exec(
-        select(JobOutcome.status, func.count()).where(JobOutcome.relay_id == relay).group_by(
-            JobOutcome.status
-        )
-    )
-    return dict(rows.all())

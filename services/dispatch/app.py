@@ -15,12 +15,14 @@ def create_email_app(settings: EmailDispatchSettings | None = None) -> FastAPI:
     settings = settings or EmailDispatchSettings()
     bus = Bus.for_service(settings)
     sender = SmtpSender(settings)
-    email_worker.register(bus, sender, settings)
+    suppressed = email_worker.SuppressionList(bus)
+    email_worker.register(bus, sender, settings, suppressed)
     return create_service_app(
         settings=settings,
         bus=bus,
         title="Maillage dispatch: email",
         description="Sends one personal email per job through the campaign's SMTP relay.",
-        checks={"smtp": sender.ready},
+        checks={"smtp": sender.ready, "suppressions": suppressed.replay.ready},
+        on_start=[suppressed.replay.prepare],
         on_stop=[sender.close],
     )

@@ -9,15 +9,15 @@ from prometheus_client import Counter
 from services.dispatch.email_domain import Outcome, classify_smtp_code, compose
 from services.dispatch.settings import EmailDispatchSettings
 from services.dispatch.smtp import SmtpSender
-from shared.bus import Bus
-from shared.catalogue import EMAIL_JOB, EMAIL_RESULT
-from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob
+from shared.bus import Bus, Replay
+from shared.catalogue import EMAIL_JOB, EMAIL_RESULT, SUPPRESSION_ADDED
+from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, Suppressed
 
 log = structlog.get_logger(__name__)
 
 EMAILS = Counter(
     "maillage_dispatch_emails_total",
-    "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry.",
+    "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry, suppressed.",
     ["outcome"],
 )
 
@@ -26,7 +26,24 @@ class RetryLater(Exception):
     """A transient failure: the message is nacked and redelivered with backoff."""
 
 
-def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings) -> None:
+class SuppressionList:
+    """Keyed hashes of addresses never to write to, replayed from JetStream
+    on start and kept current: checked for every job, at send time."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.hashes: set[str] = set()
+        self.replay = Replay(bus, SUPPRESSION_ADDED, self.add,
+                             describe=lambda: f"{len(self.hashes)} suppressed addresses")
+
+    def add(self, event: Suppressed) -> None:
+        self.hashes.add(event.address_hash)
+
+    def __contains__(self, address_hash: str) -> bool:
+        return address_hash in self.hashes
+
+
+def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings,
+             suppressed: SuppressionList) -> None:
     async def report(job: EmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
         result = DispatchResult(
             job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
@@ -38,8 +55,13 @@ def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings) -> N
         EMAIL_JOB, durable="dispatch-email", max_deliver=settings.max_deliver, batch_size=32
     )
     async def send_email(job: EmailJob, msg) -> None:
+        await suppressed.replay.caught_up.wait()
+        if job.recipient_hash in suppressed:
+            EMAILS.labels("suppressed").inc()
+            await report(job, DeliveryStatus.failed, "suppressed")
+            return
         try:
-            await sender.send(compose(job, str(settings.from_address)))
+            await sender.send(compose(job, str(settings.from_address), settings.list_id))
             outcome, reason = Outcome.delivered, None
         except aiosmtplib.SMTPResponseException as exc:
             outcome, reason = classify_smtp_code(exc.code), f"smtp {exc.code}"

@@ -20,4 +20,5 @@ class EmailDispatchSettings(ServiceSettings):
     smtp_tls: bool = False
     smtp_timeout: float = Field(default=30.0, gt=0)
     from_address: EmailStr = Field(description="the campaign's sending address")
+    list_id: str = Field(default="relais.campagne.example", description="List-Id of the campaign's mail")
     max_deliver: int = Field(default=8, ge=1, description="attempts before a job is failed")

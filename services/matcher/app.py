@@ -20,8 +20,8 @@ def create_app(settings: MatcherSettings | None = None) -> FastAPI:
         bus=bus,
         title="Maillage matcher",
         description="Suggests each published message to the volunteers whose network it fits.",
-        checks={"index": matcher.ready},
-        on_start=[matcher.prepare],
+        checks={"index": matcher.profiles.ready},
+        on_start=[matcher.profiles.prepare],
     )
     app.state.matcher = matcher
     return app

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import structlog
 from faststream.nats import DeliverPolicy
 from prometheus_client import Counter, Gauge
 
 from services.matcher.domain import ProfileIndex, suggestion_id
-from shared.bus import Bus
+from shared.bus import Bus, Replay
 from shared.catalogue import MESSAGE_PUBLISHED, PROFILE_UPDATED, SUGGESTION_MADE
 from shared.events import InterestProfile, MessagePublished, Suggestion
 
@@ -26,31 +24,18 @@ class Matcher:
         self.index = ProfileIndex()
         # Messages wait until the profiles stream is replayed, so no volunteer
         # is missed because the matcher just started.
-        self.caught_up = asyncio.Event()
+        self.profiles = Replay(bus, PROFILE_UPDATED, self.index_profile,
+                               policy=DeliverPolicy.LAST_PER_SUBJECT,
+                               describe=lambda: f"{len(self.index)} profiles")
 
-    async def prepare(self) -> None:
-        """Before consuming: if the profiles stream is empty there is nothing
-        to replay; otherwise the replay's last message opens the gate."""
-        await self.bus.connect()
-        if await self.bus.stored_messages(PROFILE_UPDATED.stream) == 0:
-            self.caught_up.set()
-
-    async def ready(self) -> tuple[bool, str]:
-        if not self.caught_up.is_set():
-            return False, "replaying profiles"
-        return True, f"{len(self.index)} profiles"
+    def index_profile(self, profile: InterestProfile) -> None:
+        self.index.upsert(profile)
+        PROFILES_INDEXED.set(len(self.index))
 
     def register(self) -> None:
-        @self.bus.subscriber(PROFILE_UPDATED, replay=DeliverPolicy.LAST_PER_SUBJECT)
-        async def index_profile(profile: InterestProfile, msg) -> None:
-            self.index.upsert(profile)
-            PROFILES_INDEXED.set(len(self.index))
-            if msg.raw_message.metadata.num_pending == 0:
-                self.caught_up.set()
-
         @self.bus.subscriber(MESSAGE_PUBLISHED, durable="matcher-messages", batch_size=1)
         async def match_message(message: MessagePublished, _msg) -> None:
-            await self.caught_up.wait()
+            await self.profiles.caught_up.wait()
             matches = self.index.match(message)
             items = [
                 (

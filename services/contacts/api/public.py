@@ -1,0 +1,124 @@
+"""Pages a contact reaches from an email, with no account: one-click
+unsubscribe (RFC 8058) and consent answers. The signed link is the proof;
+it carries ids and an address hash, never the address."""
+
+from __future__ import annotations
+
+import html
+
+from fastapi import APIRouter, Form, Request
+from fastapi.responses import HTMLResponse
+from sqlmodel import Session
+
+from services.contacts import book as book_ops
+from services.contacts.api.deps import keys
+from services.contacts.api.accounts import publish_profile
+from services.contacts.book import open_book
+from services.contacts.domain import Consent, ConsentSource
+from services.contacts.store import Contact, ConsentRecord, Suppression, Volunteer
+from shared.catalogue import SUPPRESSION_ADDED
+from shared.db import in_session, insert_or_get
+from shared.events import Suppressed
+from shared.links import InvalidLink
+
+router = APIRouter(tags=["contact's links (no login)"])
+
+
+def page(title_fr: str, title_en: str, body: str = "", status: int = 200) -> HTMLResponse:
+    return HTMLResponse(
+        "<!doctype html><html lang=fr><meta charset=utf-8>"
+        "<meta name=viewport content='width=device-width,initial-scale=1'>"
+        f"<title>{html.escape(title_fr)}</title>"
+        "<body style='font-family:system-ui,sans-serif;max-width:36rem;margin:2rem auto;padding:0 1rem'>"
+        f"<h1>{html.escape(title_fr)}</h1><p lang=en><i>{html.escape(title_en)}</i></p>{body}</body></html>",
+        status_code=status,
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'",
+                 "Referrer-Policy": "no-referrer"},
+    )
+
+
+def invalid(exc: InvalidLink) -> HTMLResponse:
+    return page("Ce lien n'est pas valide", f"This link is not valid ({exc})", status=400)
+
+
+async def suppress(request: Request, payload: dict, reason: str) -> None:
+    """Withdraw the contact's consent and add the address hash to the
+    campaign-wide suppression list, then tell every dispatcher."""
+    k = keys(request)
+
+    def record(session: Session) -> None:
+        insert_or_get(session, Suppression(blind=payload["b"], reason=reason), Suppression, payload["b"])
+        contact = session.get(Contact, payload["c"])
+        vol = session.get(Volunteer, payload["v"])
+        if contact is not None and vol is not None and vol.wrapped_key is not None:
+            book = open_book(session, k.master, k.index, vol)
+            book_ops.set_consent(session, book, contact.id, Consent.withdrawn, ConsentSource.unsubscribe)
+            session.commit()
+
+    await in_session(request.app.state.engine, record)
+    event = Suppressed(address_hash=payload["b"], reason=reason)
+    await request.app.state.bus.publish(SUPPRESSION_ADDED, event, msg_id=f"suppressed:{payload['b']}")
+    await publish_profile(request, payload["v"])
+
+
+@router.get("/u/{token}", response_class=HTMLResponse, summary="Unsubscribe page")
+async def unsubscribe_page(token: str, request: Request) -> HTMLResponse:
+    # GET never unsubscribes: mail scanners follow links.
+    try:
+        keys(request).links.verify("unsubscribe", token)
+    except InvalidLink as exc:
+        return invalid(exc)
+    return page("Ne plus recevoir ces messages", "Stop receiving these messages",
+                "<form method=post><input type=hidden name=List-Unsubscribe value=One-Click>"
+                "<button type=submit>Me désinscrire / Unsubscribe</button></form>")
+
+
+@router.post("/u/{token}", response_class=HTMLResponse, summary="One-click unsubscribe (RFC 8058)")
+async def unsubscribe(token: str, request: Request) -> HTMLResponse:
+    """``List-Unsubscribe-Post: List-Unsubscribe=One-Click`` lands here. It
+    stops every message of the campaign to this address, from any volunteer."""
+    try:
+        payload = keys(request).links.verify("unsubscribe", token)
+    except InvalidLink as exc:
+        return invalid(exc)
+    await suppress(request, payload, "unsubscribe")
+    return page("C'est fait : vous ne recevrez plus rien de cette campagne",
+                "Done: you will receive nothing more from this campaign")
+
+
+@router.get("/consent/{token}", response_class=HTMLResponse, summary="Answer an invitation")
+async def consent_page(token: str, request: Request) -> HTMLResponse:
+    try:
+        keys(request).links.verify("consent", token)
+    except InvalidLink as exc:
+        return invalid(exc)
+    return page("Recevoir ses messages ?", "Receive their messages?",
+                "<form method=post><button name=answer value=yes>Oui / Yes</button> "
+                "<button name=answer value=no>Non / No</button></form>")
+
+
+@router.post("/consent/{token}", response_class=HTMLResponse, summary="Accept or refuse")
+async def consent_answer(token: str, request: Request, answer: str = Form(pattern="^(yes|no)$")) -> HTMLResponse:
+    k = keys(request)
+    try:
+        payload = k.links.verify("consent", token)
+    except InvalidLink as exc:
+        return invalid(exc)
+    target = Consent.confirmed if answer == "yes" else Consent.withdrawn
+
+    def record(session: Session) -> bool:
+        vol = session.get(Volunteer, payload["v"])
+        record = session.get(ConsentRecord, (payload["c"], payload["ch"]))
+        if vol is None or vol.wrapped_key is None or record is None:
+            return False
+        book = open_book(session, k.master, k.index, vol)
+        book_ops.set_consent(session, book, payload["c"], target, ConsentSource.contact)
+        session.commit()
+        return True
+
+    if not await in_session(request.app.state.engine, record):
+        return page("Ce contact n'existe plus", "This contact no longer exists", status=410)
+    await publish_profile(request, payload["v"])
+    if target is Consent.confirmed:
+        return page("Merci, c'est noté", "Thank you, noted")
+    return page("C'est noté : vous ne recevrez rien", "Noted: you will receive nothing")

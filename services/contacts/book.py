@@ -1,0 +1,366 @@
+"""The contact book's service layer: contacts sealed with the volunteer's
+key, found through keyed hashes and search tokens. Every function takes an
+open session and the caller's ``Book`` (their cipher); none does HTTP or
+NATS, so the rules are testable on any database."""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import and_, delete, func, or_, tuple_
+from sqlmodel import Session, select
+
+from services.contacts.crypto import BookCipher, MasterKey, new_data_key
+from services.contacts.domain import (
+    CONTACT_CHANNELS,
+    Consent,
+    ConsentSource,
+    ContactFields,
+    ContactView,
+    consent_transition,
+)
+from services.contacts.importing.model import ContactDraft
+from services.contacts.importing.normalize import normalize_email
+from services.contacts.store import (
+    Contact,
+    ContactAddress,
+    ContactTag,
+    ConsentEvent,
+    ConsentRecord,
+    ImportJob,
+    InboxItem,
+    Relay,
+    SearchToken,
+    SentItem,
+    Volunteer,
+)
+from shared.blind_index import BlindIndex
+from shared.events import utcnow
+
+SEALED_FIELDS = ("name", "emails", "phones", "handles", "notes")
+
+
+class DuplicateAddress(ValueError):
+    def __init__(self, kind: str, contact_id: str) -> None:
+        super().__init__(f"{kind}s: this address is already in your book")
+        self.kind, self.contact_id = kind, contact_id
+
+
+class BookErased(LookupError):
+    """The volunteer's key is gone: their book cannot be read any more."""
+
+
+@dataclass
+class Book:
+    """One volunteer's book, opened with their key."""
+
+    volunteer_id: str
+    cipher: BookCipher
+    index: BlindIndex
+
+
+def open_book(session: Session, master: MasterKey, index: BlindIndex, volunteer: Volunteer) -> Book:
+    """The volunteer's book; creates their data key on first use."""
+    vol = session.get(Volunteer, volunteer.id)
+    if vol.wrapped_key is None:
+        if vol.key_version is not None:
+            raise BookErased(vol.id)
+        dek = new_data_key()
+        vol.key_version, vol.wrapped_key = master.wrap(dek, vol.id)
+        session.add(vol)
+        session.commit()
+    else:
+        dek = master.unwrap(vol.key_version, vol.wrapped_key, vol.id)
+    return Book(vol.id, BookCipher(dek, vol.id), index)
+
+
+# -- writing -----------------------------------------------------------------------
+
+
+def _addresses(book: Book, emails: list[str], phones: list[str]) -> list[tuple[str, str]]:
+    return [("email", book.index.email(e)) for e in emails] + [("phone", book.index.phone(p)) for p in phones]
+
+
+def find_by_addresses(session: Session, book: Book, emails: list[str], phones: list[str]) -> str | None:
+    pairs = _addresses(book, emails, phones)
+    if not pairs:
+        return None
+    return session.exec(
+        select(ContactAddress.contact_id).where(
+            ContactAddress.volunteer_id == book.volunteer_id,
+            tuple_(ContactAddress.kind, ContactAddress.blind).in_(pairs),
+        )
+    ).first()
+
+
+def channels_of(data: dict) -> list[str]:
+    """How a contact can be reached: email, phone, and each social network."""
+    found = set(data["handles"])
+    found |= {"email"} if data["emails"] else set()
+    found |= {"phone"} if data["phones"] else set()
+    return sorted(found)
+
+
+def _write_indexes(session: Session, book: Book, contact: Contact, data: dict, interests, tags) -> None:
+    cid, vid = contact.id, book.volunteer_id
+    for model in (ContactAddress, ContactTag, SearchToken):
+        session.exec(delete(model).where(model.contact_id == cid))
+    for kind, blind in dict.fromkeys(_addresses(book, data["emails"], data["phones"])):
+        session.add(ContactAddress(contact_id=cid, kind=kind, blind=blind, volunteer_id=vid))
+    for kind, words in (("interest", interests), ("tag", tags), ("channel", channels_of(data))):
+        for word in sorted(set(words)):
+            session.add(ContactTag(contact_id=cid, kind=kind, tag=word, volunteer_id=vid))
+    local_parts = [e.split("@")[0] for e in data["emails"]]
+    for token in book.cipher.search_tokens(data["name"], *local_parts):
+        session.add(SearchToken(contact_id=cid, token=token, volunteer_id=vid))
+
+
+def _seal(book: Book, contact: Contact, data: dict) -> None:
+    contact.sealed = book.cipher.seal(contact.id, {k: data[k] for k in SEALED_FIELDS})
+    contact.updated_at = utcnow()
+
+
+def _data_of(fields: ContactFields | ContactDraft) -> dict:
+    if isinstance(fields, ContactDraft):
+        return {"name": fields.display_name, "emails": list(fields.emails), "phones": list(fields.phones),
+                "handles": dict(fields.handles), "notes": fields.notes}
+    return {"name": fields.name, "emails": list(dict.fromkeys(normalize_email(str(e)) for e in fields.emails)),
+            "phones": list(dict.fromkeys(fields.phones)), "handles": dict(fields.handles), "notes": fields.notes}
+
+
+def create_contact(session: Session, book: Book, fields: ContactFields | ContactDraft,
+                   consent: Consent = Consent.unknown, proof: str | None = None,
+                   source: ConsentSource = ConsentSource.volunteer) -> Contact:
+    """Add a contact; DuplicateAddress if one of its addresses is in the book."""
+    data = _data_of(fields)
+    if existing := find_by_addresses(session, book, data["emails"], data["phones"]):
+        raise DuplicateAddress("email" if data["emails"] else "phone", existing)
+    contact = Contact(volunteer_id=book.volunteer_id, sealed=b"", locale=fields.locale,
+                      commune=fields.commune, region=fields.region)
+    _seal(book, contact, data)
+    session.add(contact)
+    session.flush()
+    _write_indexes(session, book, contact, data, fields.interests, getattr(fields, "tags", ()))
+    for channel in CONTACT_CHANNELS:
+        session.add(ConsentRecord(contact_id=contact.id, channel=channel.value, volunteer_id=book.volunteer_id,
+                                  state=Consent.unknown.value, source=source.value))
+    if consent is not Consent.unknown:
+        set_consent(session, book, contact.id, Consent(consent), source, proof)
+    return contact
+
+
+def read_contact(book: Book, contact: Contact) -> dict:
+    return book.cipher.open(contact.id, contact.sealed)
+
+
+def tags_of(session: Session, contact_id: str) -> tuple[list[str], list[str]]:
+    rows = session.exec(select(ContactTag.kind, ContactTag.tag).where(ContactTag.contact_id == contact_id)).all()
+    return sorted(t for k, t in rows if k == "interest"), sorted(t for k, t in rows if k == "tag")
+
+
+def update_contact(session: Session, book: Book, contact: Contact, changes: dict) -> Contact:
+    """Apply the given fields (a ContactPatch's set fields)."""
+    data = read_contact(book, contact)
+    interests, tags = tags_of(session, contact.id)
+    if "emails" in changes:
+        changes["emails"] = list(dict.fromkeys(normalize_email(str(e)) for e in changes["emails"]))
+    for key in SEALED_FIELDS:
+        if key in changes:
+            data[key] = changes[key]
+    if "emails" in changes or "phones" in changes:
+        clash = session.exec(select(ContactAddress.contact_id, ContactAddress.kind).where(
+            ContactAddress.volunteer_id == book.volunteer_id, ContactAddress.contact_id != contact.id,
+            tuple_(ContactAddress.kind, ContactAddress.blind).in_(_addresses(book, data["emails"], data["phones"])),
+        )).first()
+        if clash:
+            raise DuplicateAddress(clash[1], clash[0])
+    for key in ("locale", "commune", "region"):
+        if key in changes:
+            setattr(contact, key, changes[key])
+    _seal(book, contact, data)
+    session.add(contact)
+    _write_indexes(session, book, contact, data, changes.get("interests", interests), changes.get("tags", tags))
+    return contact
+
+
+def merge_draft(session: Session, book: Book, contact: Contact, draft: ContactDraft) -> bool:
+    """Fold an imported row into an existing contact: union of addresses,
+    handles, interests; fill empty fields. False if nothing changed."""
+    data = read_contact(book, contact)
+    interests, tags = tags_of(session, contact.id)
+    merged = dict(data)
+    merged["emails"] = list(dict.fromkeys([*data["emails"], *draft.emails]))
+    merged["phones"] = list(dict.fromkeys([*data["phones"], *draft.phones]))
+    merged["handles"] = {**dict(draft.handles), **data["handles"]}
+    merged["notes"] = data["notes"] or draft.notes
+    new_interests = sorted(set(interests) | set(draft.interests))
+    clear = {k: getattr(contact, k) or getattr(draft, k) for k in ("locale", "commune", "region")}
+    if merged == data and new_interests == interests and all(getattr(contact, k) == v for k, v in clear.items()):
+        return False
+    for k, v in clear.items():
+        setattr(contact, k, v)
+    _seal(book, contact, merged)
+    session.add(contact)
+    _write_indexes(session, book, contact, merged, new_interests, tags)
+    return True
+
+
+def set_consent(session: Session, book: Book, contact_id: str, target: Consent, source: ConsentSource,
+                proof: str | None = None, channel: str = "email") -> ConsentRecord:
+    record = session.get(ConsentRecord, (contact_id, channel))
+    new_state = consent_transition(Consent(record.state), target, source, proof)
+    if new_state.value != record.state or source is ConsentSource.contact:
+        record.state, record.source, record.updated_at = new_state.value, source.value, utcnow()
+        if target is Consent.invited:
+            record.invited_at = record.updated_at
+        if proof:
+            record.proof = book.cipher.seal(f"proof:{contact_id}:{channel}", {"proof": proof})
+        session.add(record)
+        session.add(ConsentEvent(contact_id=contact_id, channel=channel, state=new_state.value, source=source.value))
+    return record
+
+
+def bulk_tag(session: Session, volunteer_id: str, contact_ids: list[str], kind: str,
+             add: list[str], remove: list[str]) -> int:
+    """Add and remove words on many contacts; returns how many rows changed."""
+    changed = 0
+    if remove:
+        changed += session.exec(delete(ContactTag).where(
+            ContactTag.contact_id.in_(contact_ids), ContactTag.kind == kind, ContactTag.tag.in_(remove))).rowcount
+    existing = set(session.exec(select(ContactTag.contact_id, ContactTag.tag).where(
+        ContactTag.contact_id.in_(contact_ids), ContactTag.kind == kind, ContactTag.tag.in_(add))).all())
+    for cid in contact_ids:
+        for word in set(add):
+            if (cid, word) not in existing:
+                session.add(ContactTag(contact_id=cid, kind=kind, tag=word, volunteer_id=volunteer_id))
+                changed += 1
+    session.commit()
+    return changed
+
+
+def delete_contact(session: Session, contact_id: str) -> None:
+    for model in (ContactAddress, ContactTag, SearchToken, ConsentEvent, ConsentRecord):
+        session.exec(delete(model).where(model.contact_id == contact_id))
+    session.exec(delete(Contact).where(Contact.id == contact_id))
+
+
+def erase_volunteer(session: Session, volunteer_id: str) -> None:
+    """Crypto-shred: the key goes first, then every row of the book."""
+    vol = session.get(Volunteer, volunteer_id)
+    vol.wrapped_key, vol.token_hash = None, None
+    vol.key_version = vol.key_version or 0
+    session.add(vol)
+    ids = select(Contact.id).where(Contact.volunteer_id == volunteer_id)
+    for model in (ContactAddress, ContactTag, SearchToken, ConsentEvent, ConsentRecord):
+        session.exec(delete(model).where(model.contact_id.in_(ids)))
+    session.exec(delete(Contact).where(Contact.volunteer_id == volunteer_id))
+    for model in (InboxItem, Relay, ImportJob):
+        session.exec(delete(model).where(model.volunteer_id == volunteer_id))
+
+
+# -- reading -------------------------------------------------------------------------
+
+
+def views(session: Session, volunteer_id: str) -> list[ContactView]:
+    """Interests, email consent and primary email hash of every contact: what
+    the profile and the relay rules need, without opening a blob."""
+    consent = dict(session.exec(select(ConsentRecord.contact_id, ConsentRecord.state).where(
+        ConsentRecord.volunteer_id == volunteer_id, ConsentRecord.channel == "email")).all())
+    interests: dict[str, set[str]] = {}
+    for cid, tag in session.exec(select(ContactTag.contact_id, ContactTag.tag).where(
+            ContactTag.volunteer_id == volunteer_id, ContactTag.kind == "interest")):
+        interests.setdefault(cid, set()).add(tag)
+    has_email = {cid for cid in session.exec(select(ContactAddress.contact_id).where(
+        ContactAddress.volunteer_id == volunteer_id, ContactAddress.kind == "email"))}
+    return [
+        ContactView(cid, frozenset(interests.get(cid, ())), Consent(state))
+        for cid, state in consent.items() if cid in has_email
+    ]
+
+
+@dataclass(frozen=True)
+class PageQuery:
+    q: str | None = None
+    interest: str | None = None
+    tag: str | None = None
+    consent: Consent | None = None
+    channel: str | None = None  # email, phone, mastodon, bluesky …
+    cursor: str | None = None
+    limit: int = 50
+
+
+def encode_cursor(contact: Contact) -> str:
+    return base64.urlsafe_b64encode(json.dumps([contact.created_at.isoformat(), contact.id]).encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        at, cid = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        return datetime.fromisoformat(at), cid
+    except (ValueError, TypeError) as exc:
+        raise ValueError("cursor: not a cursor this API gave") from exc
+
+
+def _filtered(book: Book, query: PageQuery, stmt):
+    vid = book.volunteer_id
+    stmt = stmt.where(Contact.volunteer_id == vid)
+    if query.q:
+        for token in book.cipher.query_tokens(query.q):
+            stmt = stmt.where(Contact.id.in_(select(SearchToken.contact_id).where(
+                SearchToken.volunteer_id == vid, SearchToken.token == token)))
+    for kind, word in (("interest", query.interest), ("tag", query.tag), ("channel", query.channel)):
+        if word:
+            stmt = stmt.where(Contact.id.in_(select(ContactTag.contact_id).where(
+                ContactTag.volunteer_id == vid, ContactTag.kind == kind, ContactTag.tag == word)))
+    if query.consent:
+        stmt = stmt.where(Contact.id.in_(select(ConsentRecord.contact_id).where(
+            ConsentRecord.volunteer_id == vid, ConsentRecord.channel == "email",
+            ConsentRecord.state == query.consent.value)))
+    return stmt
+
+
+def count_matching(session: Session, book: Book, query: PageQuery) -> int:
+    return session.exec(_filtered(book, query, select(func.count()).select_from(Contact))).one()
+
+
+def page(session: Session, book: Book, query: PageQuery) -> tuple[list[Contact], str | None]:
+    """One page of the book, oldest first, keyset-paginated: the cost of a
+    page does not grow with the book."""
+    stmt = _filtered(book, query, select(Contact))
+    if query.cursor:
+        at, cid = decode_cursor(query.cursor)
+        stmt = stmt.where(or_(Contact.created_at > at, and_(Contact.created_at == at, Contact.id > cid)))
+    rows = list(session.exec(stmt.order_by(Contact.created_at, Contact.id).limit(query.limit + 1)))
+    more = len(rows) > query.limit
+    rows = rows[: query.limit]
+    return rows, encode_cursor(rows[-1]) if more and rows else None
+
+
+def export_rows(session: Session, book: Book) -> Iterator[dict]:
+    """Every contact, opened, in pages (bounded memory)."""
+    cursor = None
+    while True:
+        rows, cursor = page(session, book, PageQuery(cursor=cursor, limit=500))
+        for contact in rows:
+            yield describe(session, book, contact)
+        if cursor is None:
+            return
+
+
+def describe(session: Session, book: Book, contact: Contact) -> dict:
+    data = read_contact(book, contact)
+    interests, tags = tags_of(session, contact.id)
+    consent = {r.channel: {"state": r.state, "source": r.source, "updated_at": r.updated_at.isoformat(),
+                           "invited_at": r.invited_at.isoformat() if r.invited_at else None}
+               for r in session.exec(select(ConsentRecord).where(ConsentRecord.contact_id == contact.id))}
+    sent = [{"message_id": s.message_id, "channel": s.channel, "status": s.status,
+             "at": s.updated_at.isoformat()}
+            for s in session.exec(select(SentItem).where(SentItem.contact_id == contact.id))]
+    return {"id": contact.id, **data, "locale": contact.locale, "commune": contact.commune,
+            "region": contact.region, "interests": interests, "tags": tags, "consent": consent,
+            "history": sent, "created_at": contact.created_at.isoformat(),
+            "updated_at": contact.updated_at.isoformat()}

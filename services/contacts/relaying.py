@@ -1,0 +1,98 @@
+"""Turning a suggestion into jobs, under the campaign-wide rules: never to
+a suppressed address, never the same message twice to one person (whoever
+relays it), never more than the cap per person per window. All on keyed
+hashes: no rule ever compares addresses."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from sqlalchemy import func
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from services.contacts import book as book_ops
+from services.contacts import domain
+from services.contacts.book import Book
+from services.contacts.domain import RecipientHistory, skip_reason
+from services.contacts.store import CampaignMessage, Contact, DeliveryLedger, Relay, SentItem, Suppression, Volunteer
+from shared.events import Channel, EmailJob, utcnow
+from shared.links import LinkSigner
+
+
+@dataclass
+class RelayPlan:
+    jobs: list[EmailJob] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def history_of(session: Session, blind: str, message_id: str, relay_id: str, since) -> RecipientHistory:
+    got = session.get(DeliveryLedger, (blind, message_id))
+    recent = session.exec(select(func.count()).where(
+        DeliveryLedger.blind == blind, DeliveryLedger.at >= since)).one()
+    return RecipientHistory(
+        suppressed=session.get(Suppression, blind) is not None,
+        got_this_message=got is not None and got.relay_id != relay_id,
+        messages_in_window=recent - (1 if got is not None else 0),
+    )
+
+
+def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessage, relay_id: str, *,
+               public_url: str, links: LinkSigner, cap: int, window: timedelta) -> RelayPlan:
+    """Reserve each recipient in the ledger and build their job. The ledger
+    row is the lock: of two volunteers relaying to the same person at the
+    same moment, one insert wins and the other skips them."""
+    plan, skipped = RelayPlan(), Counter()
+    since = utcnow() - window
+    for view in domain.relay_recipients(book_ops.views(session, vol.id), msg.interests):
+        contact = session.get(Contact, view.contact_id)
+        data = book_ops.read_contact(book, contact)
+        if not data["emails"]:
+            skipped[domain.Skip.no_address.value] += 1
+            continue
+        address = data["emails"][0]
+        blind = book.index.email(address)
+        jid = domain.job_id(relay_id, contact.id, Channel.email)
+        sent = SentItem(job_id=jid, relay_id=relay_id, contact_id=contact.id,
+                        message_id=msg.message_id, channel="email", status="queued")
+        reason = skip_reason(history_of(session, blind, msg.message_id, relay_id, since), cap)
+        if reason is None and not _reserve(session, blind, msg.message_id, relay_id, sent):
+            reason = domain.Skip.already_received
+        if reason is not None:
+            skipped[reason.value] += 1
+            continue
+        token = links.sign("unsubscribe", {"v": vol.id, "c": contact.id, "b": blind})
+        plan.jobs.append(EmailJob(
+            job_id=jid, relay_id=relay_id, message_id=msg.message_id, volunteer_id=vol.id,
+            sender_name=vol.display_name, reply_to=vol.email, recipient_name=data["name"],
+            recipient_email=address, recipient_hash=blind, subject=msg.email_subject,
+            body_text=msg.email_body, unsubscribe_url=f"{public_url}/u/{token}",
+        ))
+    plan.skipped = dict(skipped)
+    return plan
+
+
+def _reserve(session: Session, blind: str, message_id: str, relay_id: str, sent: SentItem) -> bool:
+    """Claim this recipient for this message, with the history row, in one
+    commit. True if ours (or already ours, on a retried relay)."""
+    existing = session.get(DeliveryLedger, (blind, message_id))
+    if existing is not None:
+        if existing.relay_id != relay_id:
+            return False
+        session.merge(sent)
+    else:
+        session.add_all([DeliveryLedger(blind=blind, message_id=message_id, relay_id=relay_id), sent])
+    try:
+        session.commit()
+        return True
+    except IntegrityError:  # a concurrent relay reserved them first
+        session.rollback()
+        return False
+
+
+def relay_outcomes(session: Session, relay_id: str) -> tuple[Relay | None, dict[str, int]]:
+    counts = dict(session.exec(select(SentItem.status, func.count()).where(
+        SentItem.relay_id == relay_id).group_by(SentItem.status)).all())
+    return session.get(Relay, relay_id), counts
