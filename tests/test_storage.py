@@ -4,7 +4,6 @@ kept apart."""
 from __future__ import annotations
 
 import pytest
-from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from services.contacts import store as contacts_store
@@ -49,22 +48,3 @@ def test_redelivered_facts_count_once(engine):
         assert feed_store.message_stats(s, "unknown").model_dump() == {
             "volunteers_suggested": 0, "relays": 0, "emails_queued": 0,
             "emails_delivered": 0, "emails_failed": 0}
-
-
-def test_a_book_holds_an_address_once_but_two_books_may_share_it(engine):
-    with Session(engine) as s:
-        a = contacts_store.Volunteer(display_name="A", email="a@x.fr", token_hash="h1")
-        b = contacts_store.Volunteer(display_name="B", email="b@x.fr", token_hash="h2")
-        s.add_all([a, b])
-        s.commit()
-
-        def contact(vol):
-            return contacts_store.Contact(volunteer_id=vol.id, name="C", email="c@x.fr",
-                                          email_norm="c@x.fr", interests=[])
-
-        s.add_all([contact(a), contact(b)])
-        s.commit()
-        assert [c.volunteer_id for c in contacts_store.contacts_of(s, a.id)] == [a.id]
-        s.add(contact(a))
-        with pytest.raises(IntegrityError):
-            s.commit()

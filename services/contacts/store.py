@@ -9,12 +9,14 @@ rejected import rows). Addresses are findable only through keyed hashes."""
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import JSON, Column, Index, LargeBinary, UniqueConstraint
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
 from shared.events import new_id, utcnow
+from shared.migrations import upgrade
 
 
 class ContactsTable(SQLModel, registry=registry()):
@@ -204,5 +206,9 @@ class ImportRow(ContactsTable, table=True):
     sealed: bytes | None = Field(default=None, sa_column=sealed(nullable=True))
 
 
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
 def create_schema(engine) -> None:
-    ContactsTable.metadata.create_all(engine)
+    """Bring the database to the current schema with Alembic."""
+    upgrade(engine, MIGRATIONS)

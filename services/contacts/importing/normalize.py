@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from email.utils import parseaddr
 from urllib.parse import urlsplit
 
@@ -20,12 +21,42 @@ MAX_INTERESTS = 50  # ContactIn.interests' limit, for the same reason
 _MAX_PHONE_INPUT = 64  # phonenumbers itself refuses past 250; anything this long is junk
 
 
+# An import of 100 000 rows mostly repeats a few domains (gmail.com,
+# orange.fr...) and email-validator spends half its time on the domain. A
+# plain ASCII address whose domain it already accepted is accepted as it
+# would be (same rules as its DOT_ATOM_TEXT and EMAIL_MAX_LENGTH; the
+# property tests compare both paths).
+_ASCII_LOCAL = re.compile(r"[a-z0-9_!#$%&'*+\-/=?^`{|}~]+(?:\.[a-z0-9_!#$%&'*+\-/=?^`{|}~]+)*\Z")
+_accepted_domains: dict[str, None] = {}
+_MAX_CACHED_DOMAINS = 10_000
+
+
 def normalize_email(s: str) -> str:
     """Lowercase as a whole: providers treat the local part case-blindly, and
     the contact book deduplicates on this form."""
     candidate = s.strip()
     if not candidate:
         raise ValueError("empty address")
+    lowered = candidate.lower()
+    local, _, domain = lowered.rpartition("@")
+    if (
+        domain in _accepted_domains
+        and lowered.isascii()
+        and len(lowered) <= 254
+        and len(local) <= 64
+        and _ASCII_LOCAL.match(local)
+    ):
+        return lowered
+    normalized = _validated(candidate, s)
+    domain = normalized.rpartition("@")[2]
+    if domain.isascii():
+        if len(_accepted_domains) >= _MAX_CACHED_DOMAINS:
+            _accepted_domains.clear()
+        _accepted_domains[domain] = None
+    return normalized
+
+
+def _validated(candidate: str, s: str) -> str:
     # Lowercasing may change the text validation sees (e.g. 'İ' grows a
     # combining dot): iterate to a fixed point so the result is idempotent.
     for _ in range(3):
@@ -68,6 +99,7 @@ def _ascii_fold(s: str) -> str:
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 
+@lru_cache(maxsize=4096)  # an import repeats the same few labels on every row
 def normalize_interest(s: str) -> str | None:
     """Interest words must match shared.events.InterestName; 'Éducation
     populaire' and 'education-populaire' are the same interest."""
