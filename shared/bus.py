@@ -47,11 +47,19 @@ class UndeclaredSubject(RuntimeError):
     """A service tried to use a subject outside its declared role."""
 
 
+def _safe_loc(part: str | int) -> str:
+    # Dict keys and unknown field names land in the location: an address
+    # used as a key must not reach the logs.
+    if isinstance(part, int) or part == "[key]" or str(part).isidentifier():
+        return str(part)
+    return "<key>"
+
+
 def validation_reason(exc: ValidationError) -> str:
     """Which field and why, without the offending value (it may be PII)."""
     parts = []
     for err in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in err["loc"]) or "payload"
+        where = ".".join(_safe_loc(p) for p in err["loc"]) or "payload"
         parts.append(f"{where}: {err['msg']}")
     return "; ".join(parts)[:500]
 

@@ -290,14 +290,20 @@ async def run_matcher_on(
             raise ValueError(fail_with)
         seen.append(event.volunteer_id)
 
+    rejected_before = failed(MATCHER, PROFILE_UPDATED.pattern, "invalid_payload")
     await bus.start()
     nc = await nats.connect(nats_url)
     try:
         js = nc.jetstream()
-        for payload in payloads:
-            await js.publish("contacts.profiles.vol-7", payload)
+        for i, payload in enumerate(payloads):  # one subject each: PROFILES keeps 1 per subject
+            await js.publish(f"contacts.profiles.bad-{i}", payload)
         await js.publish("contacts.profiles.vol-8", InterestProfile(volunteer_id="vol-8").model_dump_json().encode())
         await wait_until(lambda: "vol-8" in seen)
+        # messages may be handled concurrently: wait for every rejection too
+        await wait_until(
+            lambda: failed(MATCHER, PROFILE_UPDATED.pattern, "invalid_payload") - rejected_before
+            == len(payloads)
+        )
     finally:
         await nc.close()
         await bus.stop()
@@ -320,11 +326,12 @@ async def test_rejection_log_names_the_field_not_the_value(nats_url, json_logs, 
     rejected = [line for line in log_lines(err) if line["event"] == "event.rejected"]
     assert len(rejected) == 3
     assert all(line["subject"] == PROFILE_UPDATED.pattern for line in rejected)
-    assert rejected[0]["reason"].startswith("audience:")
-    assert "volunteer_id: Field required" in rejected[1]["reason"]
-    assert "note: Extra inputs are not permitted" in rejected[1]["reason"]
-    assert rejected[2]["reason"].startswith("payload: Invalid JSON")
-    assert rejected[0]["level"] == "warning" and rejected[0]["service"] == MATCHER
+    assert all(line["level"] == "warning" and line["service"] == MATCHER for line in rejected)
+    reasons = sorted(line["reason"] for line in rejected)  # handled in any order
+    assert reasons[0] == "audience: Input should be an object"
+    assert reasons[1].startswith("payload: Invalid JSON")
+    assert "volunteer_id: Field required" in reasons[2]
+    assert "note: Extra inputs are not permitted" in reasons[2]
     assert "camille" not in err.lower()
 
 
@@ -337,11 +344,6 @@ async def test_handler_error_log_has_the_exception_type_not_its_text(nats_url, j
     assert "camille" not in err.lower()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG shared/bus.py validation_reason: a dict key or an unknown field name "
-    "is part of the error 'loc', so it is logged verbatim",
-)
 async def test_rejection_log_does_not_leak_a_bad_dict_key_or_field_name(nats_url, json_logs, capsys):
     payloads = [
         # an address where an interest name should be (a dict key)
@@ -353,5 +355,5 @@ async def test_rejection_log_does_not_leak_a_bad_dict_key_or_field_name(nats_url
     assert seen == ["vol-8"]
     err = capsys.readouterr().err
     rejected = [line for line in log_lines(err) if line["event"] == "event.rejected"]
-    assert len(rejected) == 2 and rejected[0]["reason"].startswith("audience")
+    assert len(rejected) == 2 and any(line["reason"].startswith("audience") for line in rejected)
     assert "camille" not in err.lower()

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import FastAPI
 from prometheus_client import Counter
 
 from services.contacts import handlers
 from services.contacts.api import accounts, book, imports, inbox, public
 from services.contacts.api.deps import Keys, contacts_authenticator
+from services.contacts.retention import keep_retention
 from services.contacts.settings import ContactsSettings
 from services.contacts.store import create_schema
 from shared.auth import hash_token
@@ -23,6 +26,15 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     bus = Bus.for_service(settings)
     handlers.register(bus, engine)
+    background: set[asyncio.Task] = set()
+
+    async def start_retention() -> None:
+        background.add(asyncio.create_task(keep_retention(engine, settings.retention_until)))
+
+    async def stop_background() -> None:
+        for task in background:
+            task.cancel()
+
     app = create_service_app(
         settings=settings,
         bus=bus,
@@ -34,8 +46,10 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         create_schema=create_schema,
         authenticate=contacts_authenticator(engine, hash_token(settings.provisioning_token.get_secret_value())),
         public_prefixes=("/auth/redeem", "/u/", "/consent/"),
+        after_start=[start_retention],
+        on_stop=[stop_background],
     )
     app.state.keys = Keys.from_settings(settings)
     app.state.relays_counter = RELAYS
-    app.state.background = set()
+    app.state.background = background
     return app

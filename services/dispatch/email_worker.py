@@ -63,6 +63,9 @@ def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings,
         try:
             await sender.send(compose(job, str(settings.from_address), settings.list_id))
             outcome, reason = Outcome.delivered, None
+        except aiosmtplib.SMTPRecipientsRefused as exc:  # not an SMTPResponseException
+            code = exc.recipients[0].code if exc.recipients else 550
+            outcome, reason = classify_smtp_code(code), f"smtp {code}"
         except aiosmtplib.SMTPResponseException as exc:
             outcome, reason = classify_smtp_code(exc.code), f"smtp {exc.code}"
         except (aiosmtplib.SMTPException, OSError) as exc:

@@ -300,23 +300,29 @@ def _from_mapping(m: ColumnMapping, index: dict[str, int]) -> _Layout:
 
 
 def _extract(layout: _Layout, cells: list[str]) -> RawContact:
-    def cell(i: int) -> str:
-        return cells[i] if i < len(cells) else ""
+    n = len(cells)  # short rows: missing trailing cells are empty
 
     def first(cols: tuple[int, ...]) -> str:
-        return next((v for v in map(cell, cols) if v.strip()), "")
+        for i in cols:
+            if i < n and cells[i].strip():
+                return cells[i]
+        return ""
 
     def split(cols: tuple[int, ...], pattern: re.Pattern) -> list[str]:
-        return [part for i in cols for part in pattern.split(cell(i))]
+        parts: list[str] = []
+        for i in cols:
+            if i < n and cells[i]:
+                parts.extend(pattern.split(cells[i]))
+        return parts
 
     return RawContact(
         display_name=first(layout.display_name),
-        name_parts=[cell(i) for i in layout.name_parts],
+        name_parts=[cells[i] for i in layout.name_parts if i < n],
         emails=split(layout.emails, _SPLIT_EMAILS),
         phones=split(layout.phones, _SPLIT_PHONES),
         interests=split(layout.interests, _SPLIT_INTERESTS),
         urls=split(layout.urls, _SPLIT_EMAILS),
-        handles=[(net, cell(i)) for net, i in layout.handles],
+        handles=[(net, cells[i]) for net, i in layout.handles if i < n],
         commune=first(layout.commune),
         region=first(layout.region),
         locale=first(layout.locale),

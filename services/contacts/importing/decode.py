@@ -58,13 +58,12 @@ def iter_lines(
     pending, line_no = "", 0
     while True:
         try:
-            pending += decoder.decode(chunk, final=eof)
+            text, bad = decoder.decode(chunk, final=eof), None
         except UnicodeDecodeError as e:
-            raise ImportFormatError(
-                f"line {line_no + 1}: bytes that are not valid {encoding} text "
-                f"({e.object[e.start:e.end]!r}); save the file as UTF-8 and try again",
-                line=line_no + 1,
-            ) from None
+            # The lines before the bad bytes are good: hand them out, so the
+            # error names the line that holds them.
+            text, bad = e.object[: e.start].decode(encoding, errors="replace"), e
+        pending += text
         start = 0
         for m in _EOL.finditer(pending):
             if m.group() == "\r" and m.end() == len(pending) and not eof:
@@ -73,6 +72,12 @@ def iter_lines(
             yield _checked(pending[start : m.end()], line_no, max_line_length)
             start = m.end()
         pending = pending[start:]
+        if bad is not None:
+            raise ImportFormatError(
+                f"line {line_no + 1}: bytes that are not valid {encoding} text "
+                f"({bad.object[bad.start : bad.end]!r}); save the file as UTF-8 and try again",
+                line=line_no + 1,
+            )
         if len(pending) > max_line_length:
             _checked(pending, line_no + 1, max_line_length)
         if eof:

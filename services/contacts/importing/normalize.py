@@ -230,6 +230,6 @@ def contact_outcome(row: int, raw: str, c: RawContact, default_region: str = "FR
         commune=c.commune.strip() or None,
         region=c.region.strip() or None,
         interests=interests,
-        notes=c.notes.strip() or None,
+        notes=re.sub(r"\r\n?", "\n", c.notes).strip() or None,
     )
     return RowOutcome(row=row, draft=draft, error=None, raw=raw)

@@ -1,0 +1,335 @@
+"""The email dispatcher: how a job becomes an email, the persistent SMTP
+connection, and the worker end to end over a real nats-server and a real
+aiosmtpd server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterator
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from email.utils import parseaddr
+
+import nats
+import pytest
+from aiosmtpd.controller import Controller
+from prometheus_client import REGISTRY
+
+from services.dispatch import email_worker
+from services.dispatch.email_domain import Outcome, classify_smtp_code, compose, first_name
+from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.smtp import SmtpSender
+from shared.bus import Bus
+from shared.catalogue import (
+    CONTACTS,
+    DISPATCH_EMAIL,
+    DISPATCH_JOBS_STREAM,
+    DISPATCH_RESULTS_STREAM,
+    EMAIL_JOB,
+    EMAIL_RESULT,
+    SUPPRESSION_ADDED,
+)
+from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, Suppressed
+from shared.settings import CommonSettings
+from tests.conftest import SmtpRecorder
+from tools.stack import free_port
+
+FROM = "relais@campagne.example"
+LIST_ID = "relais.campagne.example"
+
+
+def job(n: int = 1, **changes) -> EmailJob:
+    fields = dict(
+        job_id=f"job-{n}", relay_id="relay-1", message_id="m-ecoles", volunteer_id="vol-alice",
+        sender_name="Alice Martin", reply_to="alice.martin@perso.example",
+        recipient_name=f"Camille Dupont{n}", recipient_email=f"camille{n}@exemple.fr",
+        subject="Les écoles ont besoin de vous", body_text=f"Le texte du message {n}.",
+        recipient_hash=address_hash(f"camille{n}@exemple.fr"),
+        unsubscribe_url=f"https://campagne.example/desabonnement/job-{n}",
+    )
+    return EmailJob(**{**fields, **changes})
+
+
+def address_hash(address: str) -> str:
+    """Stands in for contacts' keyed hash: the dispatcher only compares them."""
+    return hashlib.sha256(address.encode()).hexdigest()
+
+
+def settings(smtp_host: str, smtp_port: int, nats_url: str = "nats://127.0.0.1:1", **more):
+    return EmailDispatchSettings(
+        from_address=FROM, list_id=LIST_ID, smtp_host=smtp_host, smtp_port=smtp_port, smtp_timeout=5,
+        common=CommonSettings(nats_url=nats_url), **more,
+    )
+
+
+def plain(n: int) -> EmailMessage:
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = FROM, f"camille{n}@exemple.fr", f"n°{n}"
+    msg.set_content(f"message {n}")
+    return msg
+
+
+def counter(name: str, labels: dict[str, str]) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# -- composing ------------------------------------------------------------------------------
+
+
+def test_compose_sends_as_the_volunteer_through_the_campaign_address():
+    msg = compose(job(), FROM, LIST_ID)
+    assert parseaddr(msg["From"]) == ("Alice Martin", FROM)
+    assert parseaddr(msg["Reply-To"]) == ("Alice Martin", "alice.martin@perso.example")
+    assert parseaddr(msg["To"]) == ("Camille Dupont1", "camille1@exemple.fr")
+    assert msg["Subject"] == "Les écoles ont besoin de vous"
+    assert msg["Message-ID"].startswith("<") and "job-1" in msg["Message-ID"]
+    assert msg["Message-ID"].endswith("@campagne.example>")
+    body = msg.get_content()
+    assert body.startswith("Bonjour Camille,\n\nLe texte du message 1.\n\n— Alice Martin\n")
+    # RFC 2369 / RFC 8058 one-click unsubscribe, and the link in the text too
+    assert msg["List-Id"] == f"<{LIST_ID}>"
+    assert msg["List-Unsubscribe"] == "<https://campagne.example/desabonnement/job-1>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert "https://campagne.example/desabonnement/job-1" in body
+
+    # It survives the wire: non-ASCII subject and body are encoded, then read back.
+    wire = message_from_bytes(msg.as_bytes(), policy=policy.default)
+    assert wire["Subject"] == "Les écoles ont besoin de vous"
+    assert wire.get_content() == body
+
+
+def test_compose_greets_without_a_name():
+    assert compose(job(recipient_name=""), FROM, LIST_ID).get_content().startswith("Bonjour,\n\n")
+    assert compose(job(recipient_name="  Élise   Roy "), FROM, LIST_ID).get_content().startswith(
+        "Bonjour Élise,"
+    )
+    assert first_name("   ") == ""
+
+
+def test_smtp_codes():
+    assert classify_smtp_code(250) is Outcome.delivered
+    assert classify_smtp_code(421) is Outcome.retry
+    assert classify_smtp_code(451) is Outcome.retry
+    assert classify_smtp_code(550) is Outcome.failed
+    assert classify_smtp_code(554) is Outcome.failed
+
+
+# -- the SMTP connection ----------------------------------------------------------------------
+
+
+async def test_one_persistent_connection_for_many_messages(smtp_server):
+    sender = SmtpSender(settings(smtp_server.host, smtp_server.port))
+    try:
+        for n in range(5):
+            await sender.send(plain(n))
+        received = await smtp_server.recorder.await_count(5)
+        assert [m["Subject"] for m in received] == [f"n°{n}" for n in range(5)]
+        assert len(smtp_server.recorder.sessions) == 1
+        assert await sender.ready() == (True, "connected")
+    finally:
+        await sender.close()
+    assert await sender.ready() == (True, "idle")
+
+
+async def test_reconnects_after_the_server_drops():
+    recorder, port = SmtpRecorder(), free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port)
+    controller.start()
+    sender = SmtpSender(settings("127.0.0.1", port))
+    try:
+        await sender.send(plain(1))
+        await asyncio.to_thread(controller.stop)  # the server goes away, and comes back
+        controller = Controller(recorder, hostname="127.0.0.1", port=port)
+        controller.start()
+        await sender.send(plain(2))
+        await sender.send(plain(3))
+        received = await recorder.await_count(3)
+        assert [m["Subject"] for m in received] == ["n°1", "n°2", "n°3"]
+        assert len(recorder.sessions) == 2  # one before the drop, one after
+    finally:
+        await sender.close()
+        controller.stop()
+
+
+# -- the worker over NATS -----------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def dispatcher(
+    nats_url: str, smtp_server, max_deliver: int = 3
+) -> AsyncIterator[tuple[Bus, email_worker.SuppressionList]]:
+    """The dispatch-email service's parts, started as its app starts them;
+    yields a contacts bus to publish jobs with, and the suppression list."""
+    config = settings(smtp_server.host, smtp_server.port, nats_url, max_deliver=max_deliver)
+    bus = Bus(DISPATCH_EMAIL, nats_url)
+    sender = SmtpSender(config)
+    suppressed = email_worker.SuppressionList(bus)
+    email_worker.register(bus, sender, config, suppressed)
+    contacts = Bus(CONTACTS, nats_url)
+    await suppressed.replay.prepare()
+    await bus.start()
+    await contacts.connect()
+    try:
+        yield contacts, suppressed
+    finally:
+        await contacts.stop()
+        await bus.stop()
+        await sender.close()
+
+
+async def results(nats_url: str, count: int, timeout: float = 15.0) -> list[tuple[DispatchResult, bytes]]:
+    """The first ``count`` results stored on ``dispatch.email.results``."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        sub = await js.subscribe(
+            EMAIL_RESULT.pattern, stream=DISPATCH_RESULTS_STREAM.name, ordered_consumer=True
+        )
+        found: list[tuple[DispatchResult, bytes]] = []
+        deadline = time.monotonic() + timeout
+        while len(found) < count:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"expected {count} results, got {found}")
+            try:
+                msg = await sub.next_msg(timeout=min(left, 1.0))
+            except (TimeoutError, nats.errors.TimeoutError):
+                continue
+            found.append((DispatchResult.model_validate_json(msg.data), msg.data))
+        return found
+    finally:
+        await nc.close()
+
+
+async def consumer_settled(nats_url: str) -> None:
+    """Wait until the dispatcher's consumer has nothing pending or unacked."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        for _ in range(100):
+            info = await js.consumer_info(DISPATCH_JOBS_STREAM.name, DISPATCH_EMAIL)
+            if info.num_pending == 0 and info.num_ack_pending == 0:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"consumer not settled: {info}")
+    finally:
+        await nc.close()
+
+
+async def test_worker_sends_each_job_and_reports_delivered(nats_url, smtp_server):
+    jobs = [job(n) for n in range(1, 4)]
+    async with dispatcher(nats_url, smtp_server) as (contacts, _):
+        for j in jobs:
+            await contacts.publish(EMAIL_JOB, j, msg_id=j.job_id)
+        received = await smtp_server.recorder.await_count(3)
+        reported = await results(nats_url, 3)
+        await consumer_settled(nats_url)
+
+    by_to = {parseaddr(m["To"])[1]: m for m in received}
+    assert set(by_to) == {f"camille{n}@exemple.fr" for n in range(1, 4)}
+    for n in range(1, 4):
+        m = by_to[f"camille{n}@exemple.fr"]
+        assert parseaddr(m["From"]) == ("Alice Martin", FROM)
+        assert parseaddr(m["Reply-To"]) == ("Alice Martin", "alice.martin@perso.example")
+        assert m["Subject"] == "Les écoles ont besoin de vous"
+        assert f"job-{n}" in m["Message-ID"]
+        body = m.get_content().replace("\r\n", "\n")  # as received from the SMTP wire
+        assert body.startswith(f"Bonjour Camille,\n\nLe texte du message {n}.\n\n— Alice Martin\n")
+        assert m["List-Unsubscribe"] == f"<https://campagne.example/desabonnement/job-{n}>"
+    for (mail_from, rcpt_tos), m in zip(smtp_server.recorder.envelopes, received, strict=True):
+        assert mail_from == FROM and rcpt_tos == [parseaddr(m["To"])[1]]
+    assert len(smtp_server.recorder.sessions) == 1  # one connection for the batch
+
+    assert sorted(r.job_id for r, _ in reported) == ["job-1", "job-2", "job-3"]
+    for result, raw in reported:
+        assert result.status is DeliveryStatus.delivered and result.reason is None
+        assert result.channel is Channel.email
+        assert (result.relay_id, result.message_id, result.volunteer_id) == ("relay-1", "m-ecoles", "vol-alice")
+        assert b"camille" not in raw.lower() and b"alice.martin" not in raw  # no identities in results
+
+
+async def test_refused_recipient_fails_at_once_with_the_smtp_code(nats_url, smtp_server):
+    smtp_server.recorder.refuse["nobody@exemple.fr"] = "550 no such user"
+    refused = job(1, recipient_email="nobody@exemple.fr")
+    retries_before = counter("maillage_dispatch_emails_total", {"outcome": "retry"})
+    async with dispatcher(nats_url, smtp_server, max_deliver=2) as (contacts, _):
+        await contacts.publish(EMAIL_JOB, refused, msg_id=refused.job_id)
+        await contacts.publish(EMAIL_JOB, job(2), msg_id="job-2")  # the next one still goes
+        await smtp_server.recorder.await_count(1)
+        reported = {r.job_id: r for r, _ in await results(nats_url, 2)}
+        nc = await nats.connect(nats_url)
+        info = await nc.jetstream().consumer_info(DISPATCH_JOBS_STREAM.name, DISPATCH_EMAIL)
+        await nc.close()
+
+    assert [parseaddr(m["To"])[1] for m in smtp_server.recorder.messages] == ["camille2@exemple.fr"]
+    assert reported["job-2"].status is DeliveryStatus.delivered
+    assert reported["job-1"].status is DeliveryStatus.failed
+    assert reported["job-1"].reason == "smtp 550"
+    # no retry: delivered once, no redelivery, no retry counted
+    assert counter("maillage_dispatch_emails_total", {"outcome": "retry"}) == retries_before
+    assert info.num_redelivered == 0
+
+
+async def test_refused_recipient_is_reported_failed_without_an_email(nats_url, smtp_server):
+    """What holds today even with the bug above: the job ends failed, the
+    recipient gets nothing, and the other jobs are not held up."""
+    smtp_server.recorder.refuse["nobody@exemple.fr"] = "550 no such user"
+    refused = job(1, recipient_email="nobody@exemple.fr")
+    async with dispatcher(nats_url, smtp_server, max_deliver=1) as (contacts, _):
+        await contacts.publish(EMAIL_JOB, refused, msg_id=refused.job_id)
+        await contacts.publish(EMAIL_JOB, job(2), msg_id="job-2")
+        await smtp_server.recorder.await_count(1)
+        reported = {r.job_id: r for r, _ in await results(nats_url, 2)}
+        await consumer_settled(nats_url)
+    assert [parseaddr(m["To"])[1] for m in smtp_server.recorder.messages] == ["camille2@exemple.fr"]
+    assert reported["job-1"].status is DeliveryStatus.failed and reported["job-1"].reason
+    assert reported["job-2"].status is DeliveryStatus.delivered
+
+
+async def test_the_same_job_published_twice_sends_one_email(nats_url, smtp_server):
+    twice = job(1)
+    async with dispatcher(nats_url, smtp_server) as (contacts, _):
+        await contacts.publish(EMAIL_JOB, twice, msg_id=twice.job_id)
+        await contacts.publish(EMAIL_JOB, twice, msg_id=twice.job_id)  # a retried publish
+        await contacts.publish(EMAIL_JOB, job(2), msg_id="job-2")  # a sentinel after it
+        await smtp_server.recorder.await_count(2)
+        await results(nats_url, 2)
+        await consumer_settled(nats_url)  # everything stored has been handled
+        await asyncio.sleep(0.3)
+    recipients = sorted(parseaddr(m["To"])[1] for m in smtp_server.recorder.messages)
+    assert recipients == ["camille1@exemple.fr", "camille2@exemple.fr"]
+
+
+async def test_a_suppressed_address_gets_no_email(nats_url, smtp_server):
+    """An opt-out stored before the dispatcher starts is replayed, one that
+    arrives while it runs is applied: neither address is written to."""
+    contacts = Bus(CONTACTS, nats_url)
+    await contacts.connect()
+    before = Suppressed(address_hash=address_hash("camille1@exemple.fr"), reason="unsubscribe")
+    await contacts.publish(SUPPRESSION_ADDED, before, msg_id=before.event_id)
+    await contacts.stop()
+
+    async with dispatcher(nats_url, smtp_server) as (contacts, suppressed):
+        await contacts.publish(EMAIL_JOB, job(1), msg_id="job-1")
+        await contacts.publish(EMAIL_JOB, job(2), msg_id="job-2")
+        await smtp_server.recorder.await_count(1)
+        reported = {r.job_id: r for r, _ in await results(nats_url, 2)}
+
+        during = Suppressed(address_hash=address_hash("camille3@exemple.fr"), reason="bounce")
+        await contacts.publish(SUPPRESSION_ADDED, during, msg_id=during.event_id)
+        for _ in range(100):  # the live subscription applies it
+            if during.address_hash in suppressed:
+                break
+            await asyncio.sleep(0.02)
+        assert during.address_hash in suppressed and before.address_hash in suppressed
+        await contacts.publish(EMAIL_JOB, job(3), msg_id="job-3")
+        reported.update({r.job_id: r for r, _ in await results(nats_url, 3)})
+        await consumer_settled(nats_url)
+
+    assert [parseaddr(m["To"])[1] for m in smtp_server.recorder.messages] == ["camille2@exemple.fr"]
+    assert (reported["job-1"].status, reported["job-1"].reason) == (DeliveryStatus.failed, "suppressed")
+    assert reported["job-2"].status is DeliveryStatus.delivered
+    assert (reported["job-3"].status, reported["job-3"].reason) == (DeliveryStatus.failed, "suppressed")
