@@ -34,6 +34,7 @@ def create_service_app(
     checks: dict[str, ReadinessCheck] | None = None,
     on_start: Sequence[Hook] = (),
     on_stop: Sequence[Hook] = (),
+    after_start: Sequence[Hook] = (),
     engine: Engine | None = None,
     create_schema: Callable[[Engine], None] | None = None,
     authenticate: Authenticator = nobody,
@@ -56,6 +57,8 @@ def create_service_app(
         for hook in on_start:
             await hook()
         await bus.start()
+        for hook in after_start:  # needs the schema and the bus: background loops
+            await hook()
         log.info("service.started", port=settings.http_port)
         try:
             yield

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_, tuple_
+from sqlalchemy import and_, delete, func, or_
 from sqlmodel import Session, select
 
 from services.contacts.crypto import BookCipher, MasterKey, new_data_key
@@ -85,16 +85,21 @@ def _addresses(book: Book, emails: list[str], phones: list[str]) -> list[tuple[s
     return [("email", book.index.email(e)) for e in emails] + [("phone", book.index.phone(p)) for p in phones]
 
 
+def contacts_by_blind(session: Session, volunteer_id: str, blinds: list[str]) -> dict[str, str]:
+    """Address hash -> contact id, for the hashes already in this book. The
+    hash is keyed by kind too, so the hash alone identifies an address."""
+    found = {}
+    for start in range(0, len(blinds), 500):  # stay under bind-parameter limits
+        found.update(session.exec(select(ContactAddress.blind, ContactAddress.contact_id).where(
+            ContactAddress.volunteer_id == volunteer_id,
+            ContactAddress.blind.in_(blinds[start:start + 500]))).all())
+    return found
+
+
 def find_by_addresses(session: Session, book: Book, emails: list[str], phones: list[str]) -> str | None:
-    pairs = _addresses(book, emails, phones)
-    if not pairs:
-        return None
-    return session.exec(
-        select(ContactAddress.contact_id).where(
-            ContactAddress.volunteer_id == book.volunteer_id,
-            tuple_(ContactAddress.kind, ContactAddress.blind).in_(pairs),
-        )
-    ).first()
+    blinds = [b for _, b in _addresses(book, emails, phones)]
+    found = contacts_by_blind(session, book.volunteer_id, blinds)
+    return next((found[b] for b in blinds if b in found), None)
 
 
 def channels_of(data: dict) -> list[str]:
@@ -105,18 +110,33 @@ def channels_of(data: dict) -> list[str]:
     return sorted(found)
 
 
-def _write_indexes(session: Session, book: Book, contact: Contact, data: dict, interests, tags) -> None:
-    cid, vid = contact.id, book.volunteer_id
-    for model in (ContactAddress, ContactTag, SearchToken):
-        session.exec(delete(model).where(model.contact_id == cid))
-    for kind, blind in dict.fromkeys(_addresses(book, data["emails"], data["phones"])):
-        session.add(ContactAddress(contact_id=cid, kind=kind, blind=blind, volunteer_id=vid))
-    for kind, words in (("interest", interests), ("tag", tags), ("channel", channels_of(data))):
-        for word in sorted(set(words)):
-            session.add(ContactTag(contact_id=cid, kind=kind, tag=word, volunteer_id=vid))
+def index_rows(book: Book, contact_id: str, data: dict, interests, tags) -> dict[type, list[dict]]:
+    """The rows that make a contact findable: address hashes, interests,
+    tags and channels, search tokens. Plain dicts, for bulk inserts."""
+    vid = book.volunteer_id
+    addresses = [{"contact_id": contact_id, "kind": kind, "blind": blind, "volunteer_id": vid}
+                 for kind, blind in dict.fromkeys(_addresses(book, data["emails"], data["phones"]))]
+    tags_rows = [{"contact_id": contact_id, "kind": kind, "tag": word, "volunteer_id": vid}
+                 for kind, words in (("interest", interests), ("tag", tags), ("channel", channels_of(data)))
+                 for word in sorted(set(words))]
     local_parts = [e.split("@")[0] for e in data["emails"]]
-    for token in book.cipher.search_tokens(data["name"], *local_parts):
-        session.add(SearchToken(contact_id=cid, token=token, volunteer_id=vid))
+    tokens = [{"contact_id": contact_id, "token": token, "volunteer_id": vid}
+              for token in book.cipher.search_tokens(data["name"], *local_parts)]
+    return {ContactAddress: addresses, ContactTag: tags_rows, SearchToken: tokens}
+
+
+def insert_rows(session: Session, rows: dict[type, list[dict]]) -> None:
+    """Core executemany inserts: no ORM objects for what is only written."""
+    connection = session.connection()
+    for model, values in rows.items():
+        if values:
+            connection.execute(model.__table__.insert(), values)
+
+
+def _write_indexes(session: Session, book: Book, contact: Contact, data: dict, interests, tags) -> None:
+    for model in (ContactAddress, ContactTag, SearchToken):
+        session.exec(delete(model).where(model.contact_id == contact.id))
+    insert_rows(session, index_rows(book, contact.id, data, interests, tags))
 
 
 def _seal(book: Book, contact: Contact, data: dict) -> None:
@@ -158,8 +178,17 @@ def read_contact(book: Book, contact: Contact) -> dict:
 
 
 def tags_of(session: Session, contact_id: str) -> tuple[list[str], list[str]]:
-    rows = session.exec(select(ContactTag.kind, ContactTag.tag).where(ContactTag.contact_id == contact_id)).all()
-    return sorted(t for k, t in rows if k == "interest"), sorted(t for k, t in rows if k == "tag")
+    return tags_of_many(session, [contact_id]).get(contact_id, ([], []))
+
+
+def tags_of_many(session: Session, contact_ids: list[str]) -> dict[str, tuple[list[str], list[str]]]:
+    """contact id -> (interests, tags), in one query."""
+    found: dict[str, tuple[list[str], list[str]]] = {cid: ([], []) for cid in contact_ids}
+    rows = session.exec(select(ContactTag.contact_id, ContactTag.kind, ContactTag.tag).where(
+        ContactTag.contact_id.in_(contact_ids), ContactTag.kind.in_(("interest", "tag")))).all()
+    for cid, kind, tag in sorted(rows):
+        found[cid][0 if kind == "interest" else 1].append(tag)
+    return found
 
 
 def update_contact(session: Session, book: Book, contact: Contact, changes: dict) -> Contact:
@@ -174,7 +203,7 @@ def update_contact(session: Session, book: Book, contact: Contact, changes: dict
     if "emails" in changes or "phones" in changes:
         clash = session.exec(select(ContactAddress.contact_id, ContactAddress.kind).where(
             ContactAddress.volunteer_id == book.volunteer_id, ContactAddress.contact_id != contact.id,
-            tuple_(ContactAddress.kind, ContactAddress.blind).in_(_addresses(book, data["emails"], data["phones"])),
+            ContactAddress.blind.in_([b for _, b in _addresses(book, data["emails"], data["phones"])]),
         )).first()
         if clash:
             raise DuplicateAddress(clash[1], clash[0])
@@ -187,11 +216,12 @@ def update_contact(session: Session, book: Book, contact: Contact, changes: dict
     return contact
 
 
-def merge_draft(session: Session, book: Book, contact: Contact, draft: ContactDraft) -> bool:
+def merge_draft(session: Session, book: Book, contact: Contact, draft: ContactDraft,
+                known_tags: tuple[list[str], list[str]] | None = None) -> bool:
     """Fold an imported row into an existing contact: union of addresses,
     handles, interests; fill empty fields. False if nothing changed."""
     data = read_contact(book, contact)
-    interests, tags = tags_of(session, contact.id)
+    interests, tags = known_tags or tags_of(session, contact.id)
     merged = dict(data)
     merged["emails"] = list(dict.fromkeys([*data["emails"], *draft.emails]))
     merged["phones"] = list(dict.fromkeys([*data["phones"], *draft.phones]))

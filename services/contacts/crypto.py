@@ -114,9 +114,7 @@ class BookCipher:
         return json.loads(_open(self._aead, blob, self._aad(record_id)))
 
     def token(self, word: str) -> str:
-        return base64.b32encode(
-            hmac.new(self._search_key, word.encode(), hashlib.sha256).digest()[:10]
-        ).decode().lower()
+        return hmac.new(self._search_key, word.encode(), hashlib.sha256).hexdigest()[:20]
 
     def search_tokens(self, *texts: str, min_prefix: int = 2) -> set[str]:
         """Tokens for every word of ``texts`` and each of its prefixes."""

@@ -12,18 +12,20 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import BinaryIO
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
-from services.contacts.book import Book, DuplicateAddress, open_book
+from services.contacts.book import Book, open_book
 from services.contacts.crypto import MasterKey
-from services.contacts.importing import ColumnMapping, ImportFormatError, RowOutcome, parse_file
-from services.contacts.store import Contact, ImportJob, ImportRow, Volunteer
+from services.contacts.domain import CONTACT_CHANNELS, Consent, ConsentSource
+from services.contacts.importing import ColumnMapping, ContactDraft, ImportFormatError, RowOutcome, parse_file
+from services.contacts.store import ConsentRecord, Contact, ImportJob, ImportRow, Volunteer
 from shared.blind_index import BlindIndex
-from shared.events import utcnow
+from shared.events import new_id, utcnow
 
 CHUNK = 500
 
@@ -51,19 +53,85 @@ class CountingReader:
         return True
 
 
-def apply_row(session: Session, book: Book, outcome: RowOutcome) -> tuple[str, str | None]:
-    """One parsed row into the book: (outcome, contact id)."""
-    if outcome.draft is None:
-        return "rejected", None
-    draft = outcome.draft
-    existing = book_ops.find_by_addresses(session, book, list(draft.emails), list(draft.phones))
-    if existing:
-        changed = book_ops.merge_draft(session, book, session.get(Contact, existing), draft)
-        return ("merged" if changed else "unchanged"), existing
-    try:
-        return "imported", book_ops.create_contact(session, book, draft).id
-    except DuplicateAddress as exc:  # found by another address of the same row
-        return "unchanged", exc.contact_id
+@dataclass
+class NewContact:
+    data: dict
+    interests: set[str]
+    clear: dict
+
+
+def _blinds(book: Book, draft: ContactDraft) -> list[str]:
+    return [book.index.email(e) for e in draft.emails] + [book.index.phone(p) for p in draft.phones]
+
+
+def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> list[tuple[str, str | None]]:
+    """A chunk of parsed rows into the book, with one lookup of every
+    address hash of the chunk and bulk inserts of what is new: (outcome,
+    contact id) per row."""
+    vid = book.volunteer_id
+    drafts = [o.draft for o in outcomes]
+    blinds = [_blinds(book, d) if d else [] for d in drafts]
+    existing = book_ops.contacts_by_blind(session, vid, [b for bl in blinds for b in bl])
+    new: dict[str, NewContact] = {}
+    new_by_blind: dict[str, str] = {}
+    results: list[tuple[str, str | None]] = []
+    merges: list[tuple[int, str]] = []
+    for n, (draft, bl) in enumerate(zip(drafts, blinds, strict=True)):
+        if draft is None:
+            results.append(("rejected", None))
+        elif hit := next((existing[b] for b in bl if b in existing), None):
+            results.append(("pending", hit))
+            merges.append((n, hit))
+        elif cid := next((new_by_blind[b] for b in bl if b in new_by_blind), None):
+            # the same person twice in one file: fold the row into the first
+            results.append(("merged", cid))
+            _fold(new[cid], draft)
+            new_by_blind.update(dict.fromkeys(_blinds(book, draft), cid))
+        else:
+            cid = new_id()
+            new[cid] = NewContact(
+                {"name": draft.display_name, "emails": list(draft.emails), "phones": list(draft.phones),
+                 "handles": dict(draft.handles), "notes": draft.notes},
+                set(draft.interests), {"locale": draft.locale, "commune": draft.commune, "region": draft.region})
+            new_by_blind.update(dict.fromkeys(bl, cid))
+            results.append(("imported", cid))
+    if merges:
+        ids = sorted({cid for _, cid in merges})
+        contacts = {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(ids)))}
+        tags = book_ops.tags_of_many(session, ids)
+        for n, cid in merges:
+            changed = book_ops.merge_draft(session, book, contacts[cid], drafts[n], tags[cid])
+            if changed:
+                tags[cid] = book_ops.tags_of(session, cid)
+            results[n] = ("merged" if changed else "unchanged", cid)
+    _insert_new(session, book, new)
+    return results
+
+
+def _fold(target: NewContact, draft: ContactDraft) -> None:
+    data = target.data
+    data["emails"] = list(dict.fromkeys([*data["emails"], *draft.emails]))
+    data["phones"] = list(dict.fromkeys([*data["phones"], *draft.phones]))
+    data["handles"] = {**dict(draft.handles), **data["handles"]}
+    data["notes"] = data["notes"] or draft.notes
+    target.interests |= set(draft.interests)
+    for key, value in (("locale", draft.locale), ("commune", draft.commune), ("region", draft.region)):
+        target.clear[key] = target.clear[key] or value
+
+
+def _insert_new(session: Session, book: Book, new: dict[str, NewContact]) -> None:
+    now = utcnow()
+    rows: dict[type, list[dict]] = {Contact: [], ConsentRecord: []}
+    for cid, c in new.items():
+        rows[Contact].append({"id": cid, "volunteer_id": book.volunteer_id, "created_at": now, "updated_at": now,
+                              "sealed": book.cipher.seal(cid, {k: c.data[k] for k in book_ops.SEALED_FIELDS}),
+                              **c.clear})
+        rows[ConsentRecord] += [{"contact_id": cid, "channel": ch.value, "volunteer_id": book.volunteer_id,
+                                 "state": Consent.unknown.value, "source": ConsentSource.volunteer.value,
+                                 "updated_at": now} for ch in CONTACT_CHANNELS]
+        for model, values in book_ops.index_rows(book, cid, c.data, c.interests, ()).items():
+            rows.setdefault(model, []).extend(values)
+    book_ops.insert_rows(session, rows)
 
 
 def run_import(engine: Engine, master: MasterKey, index: BlindIndex, volunteer_id: str, job_id: str,
@@ -77,16 +145,17 @@ def run_import(engine: Engine, master: MasterKey, index: BlindIndex, volunteer_i
                 reader = CountingReader(raw)
                 rows = parse_file(reader, filename, mapping=mapping, delimiter=delimiter)
                 while chunk := list(itertools.islice(rows, CHUNK)):
-                    for outcome in chunk:
-                        last_row = outcome.row
-                        result, contact_id = apply_row(session, book, outcome)
+                    report = []
+                    for outcome, (result, contact_id) in zip(chunk, apply_chunk(session, book, chunk), strict=True):
                         sealed = (book.cipher.seal(f"import:{job_id}:{outcome.row}",
                                                    {"raw": outcome.raw, "error": outcome.error})
                                   if result == "rejected" else None)
-                        session.add(ImportRow(import_id=job_id, row=outcome.row, outcome=result,
-                                              contact_id=contact_id, sealed=sealed))
-                        job.rows += 1
+                        report.append({"import_id": job_id, "row": outcome.row, "outcome": result,
+                                       "contact_id": contact_id, "sealed": sealed})
                         setattr(job, result, getattr(job, result) + 1)
+                    book_ops.insert_rows(session, {ImportRow: report})
+                    job.rows += len(chunk)
+                    last_row = chunk[-1].row
                     job.bytes_read = reader.count
                     session.add(job)
                     session.commit()

@@ -40,6 +40,20 @@ def detect_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
+def read_head(stream: BinaryIO, size: int = CHUNK_SIZE) -> bytes:
+    """At least ``size`` bytes unless the stream ends first: an upload or a
+    pipe may return fewer per read, and a BOM cut in two goes unseen."""
+    size = max(size, 4)  # the longest BOM
+    parts, got = [], 0
+    while got < size:
+        part = stream.read(size - got)
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
+
+
 def peek_text(head: bytes) -> str:
     """The head as text, for format sniffing only (never raises)."""
     encoding, bom = detect_encoding(head)
@@ -51,7 +65,7 @@ def iter_lines(
 ) -> Iterator[str]:
     """Lines with their line endings kept (as the csv module wants them),
     ending in CRLF, LF or a lone CR."""
-    head = stream.read(chunk_size) or b""
+    head = read_head(stream, chunk_size)
     encoding, bom = detect_encoding(head)
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     chunk, eof = head[bom:], not head

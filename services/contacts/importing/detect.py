@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from services.contacts.importing.csv_formats import parse_csv
-from services.contacts.importing.decode import CHUNK_SIZE, peek_text
+from services.contacts.importing.decode import CHUNK_SIZE, peek_text, read_head
 from services.contacts.importing.model import ColumnMapping, ImportFormatError, RowOutcome
 from services.contacts.importing.vcard import parse_vcards
 
@@ -28,7 +28,7 @@ def parse_file(
 ) -> Iterator[RowOutcome]:
     # A generator, like the parsers: nothing is read, and no error raised,
     # until the caller starts iterating.
-    head = stream.read(CHUNK_SIZE) or b""
+    head = read_head(stream, CHUNK_SIZE)
     whole = _Replay(head, stream)
     name = (filename or "").lower()
     if head.startswith(_BINARY_MAGIC) or name.endswith(_SPREADSHEETS):

@@ -197,27 +197,32 @@ def _unique(values):
 def contact_outcome(row: int, raw: str, c: RawContact, default_region: str = "FR") -> RowOutcome:
     """Invalid optional values are dropped; only the lack of any way to reach
     the person rejects a row, with the reason naming the bad field."""
-    emails, phones, problems = [], [], []
-    for value in filter(None, (e.strip() for e in c.emails)):
-        try:
-            emails.append(normalize_email(_email_candidate(value)))
-        except ValueError as e:
-            problems.append(f"email: {e}")
-    for value in filter(None, (p.strip() for p in c.phones)):
-        try:
-            phones.append(normalize_phone(value, default_region))
-        except ValueError as e:
-            problems.append(f"phone: {e}")
+    emails: list[str] = []
+    phones: list[str] = []
+    problems: list[str] = []
+    for value in c.emails:
+        if value := value.strip():
+            try:
+                emails.append(normalize_email(_email_candidate(value)))
+            except ValueError as e:
+                problems.append(f"email: {e}")
+    for value in c.phones:
+        if value := value.strip():
+            try:
+                phones.append(normalize_phone(value, default_region))
+            except ValueError as e:
+                problems.append(f"phone: {e}")
     if not emails and not phones:
         error = "; ".join(problems) or "no usable channel: the row has no valid email or phone"
         return RowOutcome(row=row, draft=None, error=error, raw=raw)
 
     handles = [normalize_handle(net, v) for net, v in c.handles if v.strip()]
     handles += [handle_from_url(u) for u in c.urls if u.strip()]
-    labels = (i.strip().removeprefix("* ") for i in c.interests)
-    interests = _unique(
-        i for i in map(normalize_interest, labels) if i and i not in _SYSTEM_LABELS
-    )[:MAX_INTERESTS]
+    interests = []
+    for label in c.interests:
+        interest = normalize_interest(label.strip().removeprefix("* "))
+        if interest and interest not in _SYSTEM_LABELS:
+            interests.append(interest)
     name = c.display_name.strip() or " ".join(p.strip() for p in c.name_parts if p.strip())
     if not name:
         name = emails[0].rpartition("@")[0] if emails else phones[0]
@@ -226,10 +231,10 @@ def contact_outcome(row: int, raw: str, c: RawContact, default_region: str = "FR
         emails=_unique(emails),
         phones=_unique(phones),
         handles=_unique(h for h in handles if h),
-        locale=normalize_locale(c.locale),
+        locale=normalize_locale(c.locale) if c.locale else None,
         commune=c.commune.strip() or None,
         region=c.region.strip() or None,
-        interests=interests,
+        interests=_unique(interests)[:MAX_INTERESTS],
         notes=re.sub(r"\r\n?", "\n", c.notes).strip() or None,
     )
     return RowOutcome(row=row, draft=draft, error=None, raw=raw)
