@@ -22,7 +22,10 @@ from pathlib import Path
 import psycopg
 from sqlmodel import Session
 
+from services.contacts import book as book_ops
+from services.contacts.book import PageQuery, open_book
 from services.contacts.crypto import MasterKey
+from services.contacts.domain import Consent
 from services.contacts.importer import CHUNK, run_import
 from services.contacts.store import ImportJob, Volunteer, create_schema
 from shared.blind_index import BlindIndex
@@ -64,8 +67,28 @@ def maillage_import(db_url: str, path: Path) -> tuple[float, int, int]:
         done = s.get(ImportJob, job.id)
         assert done.status == "done", done.error
         imported = done.imported
+        book = open_book(s, MasterKey({1: b"m" * 32}), BlindIndex(b"i" * 32), s.get(Volunteer, vol.id))
+        page_timings(s, book)
     engine.dispose()
     return seconds, imported, peak
+
+
+def page_timings(session: Session, book) -> None:
+    """How long a page of 50 takes in the imported book, wherever it is."""
+    def timed(label: str, query: PageQuery) -> str | None:
+        started = time.perf_counter()
+        rows, cursor = book_ops.page(session, book, query)
+        for contact in rows:
+            book_ops.read_contact(book, contact)
+        print(f"  page of {len(rows):>2} {label:<28} {1000 * (time.perf_counter() - started):7.1f} ms")
+        return cursor
+
+    cursor = timed("first", PageQuery())
+    for _ in range(5):  # walk a little, then jump deep
+        cursor = timed("next (keyset cursor)", PageQuery(cursor=cursor))
+    timed("search 'hél dur'", PageQuery(q="hél dur"))
+    timed("interest=transport", PageQuery(interest="transport"))
+    timed("consent=unknown", PageQuery(consent=Consent.unknown))
 
 
 def raw_baseline(db_url: str, path: Path) -> tuple[float, int]:
@@ -111,6 +134,7 @@ def main(argv: list[str] | None = None) -> None:
         raw_db = args.database_url or f"sqlite:///{tmp / 'raw.db'}"
         print(f"{args.rows} rows, {path.stat().st_size / 1e6:.1f} MB, database {maillage_db.split(':')[0]}")
         raw_s, raw_n = raw_baseline(raw_db, path)
+        print("reading the imported book:")
         m_s, m_n, peak = maillage_import(maillage_db, path)
     raw_rate, m_rate = raw_n / raw_s, m_n / m_s
     print(f"raw csv + bulk insert : {raw_rate:>10,.0f} rows/s ({raw_s:.1f} s)")
