@@ -16,6 +16,7 @@ from services.contacts.store import create_schema
 from shared.auth import hash_token
 from shared.bus import Bus
 from shared.db import make_engine
+from shared.links import InvalidLink
 from shared.service import create_service_app
 
 RELAYS = Counter("maillage_contacts_relays_total", "Relays clicked by volunteers.")
@@ -49,6 +50,7 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         after_start=[start_retention],
         on_stop=[stop_background],
     )
+    app.add_exception_handler(InvalidLink, public.invalid_link)
     app.state.keys = Keys.from_settings(settings)
     app.state.relays_counter = RELAYS
     app.state.background = background

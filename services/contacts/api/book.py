@@ -21,6 +21,7 @@ from services.contacts.domain import Consent, ConsentRuleError, ConsentSource, C
 from services.contacts.importing.export import write_contacts_csv
 from services.contacts.store import CampaignMessage, ConsentRecord, Contact, Suppression, Volunteer
 from shared.catalogue import EMAIL_JOB
+from shared.errors import field_error
 from shared.events import EmailJob, InterestName
 
 router = APIRouter(tags=["my contacts"])
@@ -73,6 +74,10 @@ class InviteContactIn(BaseModel):
     message_id: str | None = Field(default=None, description="the campaign message that prompted it")
 
 
+def already_in_book(exc: DuplicateAddress) -> HTTPException:
+    return conflict(f"{exc.kind}s: this address is already in your book (contact {exc.contact_id})")
+
+
 def _out(session: Session, book: Book, contact: Contact) -> ContactOut:
     return ContactOut(**book_ops.describe(session, book, contact))
 
@@ -87,17 +92,15 @@ def _own(session: Session, book: Book, contact_id: str) -> Contact:
 @router.post("/contacts", status_code=status.HTTP_201_CREATED, summary="Add a contact to my book")
 async def add_contact(body: ContactIn, request: Request, vol: Volunteer = Depends(current_volunteer)) -> ContactOut:
     if not body.emails and not body.phones:
-        raise HTTPException(422, detail=[{"loc": ["body", "emails"], "msg": "give an email or a phone",
-                                          "type": "value_error"}])
+        raise field_error("body", "emails", "give an email or a phone")
 
     def add(session: Session, book: Book) -> ContactOut:
         try:
             contact = book_ops.create_contact(session, book, body, body.consent, body.consent_proof)
         except DuplicateAddress as exc:
-            raise conflict(f"{exc.kind}: this address is already in your book (contact {exc.contact_id})") from exc
+            raise already_in_book(exc) from exc
         except ConsentRuleError as exc:
-            raise HTTPException(422, detail=[{"loc": ["body", "consent_proof"], "msg": str(exc),
-                                              "type": "value_error"}]) from exc
+            raise field_error("body", "consent_proof", str(exc)) from exc
         session.commit()
         return _out(session, book, contact)
 
@@ -124,7 +127,7 @@ async def list_contacts(
         try:
             rows, next_cursor = book_ops.page(session, book, query)
         except ValueError as exc:
-            raise HTTPException(422, detail=[{"loc": ["query", "cursor"], "msg": str(exc), "type": "value_error"}]) from exc
+            raise field_error("query", "cursor", str(exc)) from exc
         total = book_ops.count_matching(session, book, query)
         return ContactPage(items=[_out(session, book, c) for c in rows], next_cursor=next_cursor, total=total)
 
@@ -177,7 +180,7 @@ async def edit_contact(contact_id: str, body: ContactPatch, request: Request,
         try:
             book_ops.update_contact(session, book, contact, body.model_dump(exclude_unset=True))
         except DuplicateAddress as exc:
-            raise conflict(f"{exc.kind}: this address is already in your book (contact {exc.contact_id})") from exc
+            raise already_in_book(exc) from exc
         session.commit()
         return _out(session, book, contact)
 
@@ -223,7 +226,7 @@ async def record_consent(contact_id: str, body: ConsentIn, request: Request,
         try:
             book_ops.set_consent(session, book, contact.id, body.state, ConsentSource.volunteer, body.proof)
         except ConsentRuleError as exc:
-            raise HTTPException(422, detail=[{"loc": ["body", "state"], "msg": str(exc), "type": "value_error"}]) from exc
+            raise field_error("body", "state", str(exc)) from exc
         session.commit()
         return _out(session, book, contact)
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import tempfile
 from datetime import datetime
 
 import anyio
 from fastapi import APIRouter, Depends, File, Form, HTTPException, Query, Request, UploadFile, status
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 from sqlmodel import Session, select
 
 from services.contacts.api.accounts import publish_profile
@@ -20,25 +19,9 @@ from services.contacts.importer import open_report_row, run_import
 from services.contacts.importing import ColumnMapping
 from services.contacts.store import ImportJob, ImportRow, Volunteer
 from shared.db import in_session
+from shared.errors import field_error
 
 router = APIRouter(tags=["import"])
-
-
-class MappingIn(BaseModel):
-    """For a generic CSV: which column holds what (header names)."""
-
-    display_name: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    emails: list[str] = Field(default_factory=list)
-    phones: list[str] = Field(default_factory=list)
-    interests: list[str] = Field(default_factory=list)
-    commune: str | None = None
-    region: str | None = None
-    locale: str | None = None
-    notes: str | None = None
-    mastodon: str | None = None
-    bluesky: str | None = None
 
 
 class ImportStatus(BaseModel):
@@ -71,15 +54,15 @@ def status_of(job: ImportJob) -> ImportStatus:
                         finished_at=job.finished_at)
 
 
-def bad_field(field: str, msg: str) -> HTTPException:
-    return HTTPException(422, detail=[{"loc": ["body", field], "msg": msg, "type": "value_error"}])
+MAPPING = TypeAdapter(ColumnMapping)
 
 
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, summary="Import a contacts file")
 async def start_import(
     request: Request,
     file: UploadFile = File(description="Google or Outlook CSV, any CSV (with mapping), or vCard 2.1/3.0/4.0"),
-    mapping: str | None = Form(default=None, description="JSON column mapping for a generic CSV"),
+    mapping: str | None = Form(default=None, description='JSON column mapping for a generic CSV, e.g. '
+                               '{"display_name": "Nom", "emails": ["Courriel"], "interests": ["Thèmes"]}'),
     delimiter: str | None = Form(default=None, pattern="^[,;\t|]$"),
     vol: Volunteer = Depends(current_volunteer),
 ) -> ImportStatus:
@@ -88,11 +71,9 @@ async def start_import(
     column_mapping = None
     if mapping:
         try:
-            parsed = MappingIn.model_validate(json.loads(mapping))
-        except (ValueError, ValidationError) as exc:
-            raise bad_field("mapping", f"not a column mapping: {exc}") from exc
-        column_mapping = ColumnMapping(**{k2: tuple(v) if isinstance(v, list) else v
-                                          for k2, v in parsed.model_dump().items()})
+            column_mapping = MAPPING.validate_json(mapping)
+        except ValidationError as exc:
+            raise field_error("body", "mapping", f"not a column mapping: {exc}") from exc
     fd, path = tempfile.mkstemp(prefix="maillage-import-")
     size = 0
     try:
@@ -105,7 +86,7 @@ async def start_import(
                                                "limit; split it and import the parts")
                 out.write(chunk)
         if size == 0:
-            raise bad_field("file", "the file is empty")
+            raise field_error("body", "file", "the file is empty")
     except BaseException:
         os.unlink(path)
         raise

@@ -37,9 +37,9 @@ class _Layout:
 
 # Google writes several values in one cell joined by ' ::: '; spreadsheets
 # users type commas or semicolons.
-_SPLIT_EMAILS = re.compile(r":::|[;,]")
-_SPLIT_PHONES = re.compile(r":::|[;,]")
+_SPLIT_VALUES = re.compile(r":::|[;,]")
 _SPLIT_INTERESTS = re.compile(r":::|[;,|]")
+_SPLIT_URLS = re.compile(r":::")  # ',' and ';' may be part of a URL
 
 
 def parse_csv(
@@ -49,12 +49,12 @@ def parse_csv(
     delimiter: str | None = None,
     default_region: str = "FR",
 ) -> Iterator[RowOutcome]:
+    if delimiter is not None and (len(delimiter) != 1 or delimiter in '"\r\n'):
+        raise ImportFormatError(f"the delimiter must be one character other than a quote, not {delimiter!r}")
     lines = iter_lines(stream)
     first = next((line for line in lines if line.strip()), None)
     if first is None:
-        raise ImportFormatError("the file is empty: no header line", row=None)
-    if delimiter is not None and len(delimiter) != 1:
-        raise ImportFormatError(f"delimiter must be one character, not {delimiter!r}")
+        raise ImportFormatError("the file is empty: no header line")
     tap = _Tap(chain([first], lines))
     reader = csv.reader(tap, delimiter=delimiter or sniff_delimiter(first))
     header = [h.strip() for h in _next_record(reader, 0)]
@@ -113,7 +113,7 @@ def _next_record(reader, row: int) -> list[str]:
     try:
         return next(reader)
     except csv.Error as e:
-        raise ImportFormatError(f"row {row}: {e}", row=row) from None
+        raise ImportFormatError(f"row {row}: {e}" if row else f"header: {e}", row=row or None) from None
     except ImportFormatError as e:
         raise e.at_row(row) if row else e from None
 
@@ -318,10 +318,10 @@ def _extract(layout: _Layout, cells: list[str]) -> RawContact:
     return RawContact(
         display_name=first(layout.display_name),
         name_parts=[cells[i] for i in layout.name_parts if i < n],
-        emails=split(layout.emails, _SPLIT_EMAILS),
-        phones=split(layout.phones, _SPLIT_PHONES),
+        emails=split(layout.emails, _SPLIT_VALUES),
+        phones=split(layout.phones, _SPLIT_VALUES),
         interests=split(layout.interests, _SPLIT_INTERESTS),
-        urls=split(layout.urls, _SPLIT_EMAILS),
+        urls=split(layout.urls, _SPLIT_URLS),
         handles=[(net, cells[i]) for net, i in layout.handles if i < n],
         commune=first(layout.commune),
         region=first(layout.region),

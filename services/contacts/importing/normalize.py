@@ -15,7 +15,7 @@ from email_validator import EmailNotValidError, validate_email
 
 from services.contacts.importing.model import ContactDraft, RawContact, RowOutcome
 
-INTEREST_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_:-]{0,63}$")
+INTEREST_PATTERN = re.compile(r"[a-z0-9][a-z0-9_:-]{0,63}\Z")  # shared.events.InterestName
 MAX_NAME = 200  # ContactIn.name's limit: a longer name would fail later, in the store
 MAX_INTERESTS = 50  # ContactIn.interests' limit, for the same reason
 _MAX_PHONE_INPUT = 64  # phonenumbers itself refuses past 250; anything this long is junk
@@ -78,7 +78,7 @@ def normalize_phone(s: str, default_region: str = "FR") -> str:
     try:
         number = phonenumbers.parse(text, default_region)
     except phonenumbers.NumberParseException as e:
-        raise ValueError(f"{text!r} is not a phone number ({e._msg})") from None
+        raise ValueError(f"{text!r} is not a phone number ({e.args[0] if e.args else e})") from None
     reason = phonenumbers.is_possible_number_with_reason(number)
     if reason not in (
         phonenumbers.ValidationResult.IS_POSSIBLE,
@@ -110,7 +110,7 @@ def normalize_interest(s: str) -> str | None:
     return text if INTEREST_PATTERN.match(text) else None
 
 
-_LOCALE = re.compile(r"^([A-Za-z]{2,3})((?:[-_][A-Za-z0-9]{2,8})*)$")
+_LOCALE = re.compile(r"([A-Za-z]{2,3})((?:[-_][A-Za-z0-9]{2,8})*)\Z")
 
 
 def normalize_locale(s: str) -> str | None:
@@ -127,10 +127,11 @@ def normalize_locale(s: str) -> str | None:
 
 # -- social handles -------------------------------------------------------------------
 
-_MASTODON = re.compile(r"^@?([A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)$")
-_HOSTNAME = re.compile(r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)+$")
-_DID = re.compile(r"^did:(plc|web):[a-z0-9._:-]{1,200}$")
-_X = re.compile(r"^@?([A-Za-z0-9_]{1,15})$")
+_MASTODON = re.compile(r"@?([A-Za-z0-9_]+(?:[.-][A-Za-z0-9_]+)*)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)\Z")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_HOSTNAME = re.compile(rf"(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})+\Z")
+_DID = re.compile(r"did:(plc|web):[a-z0-9._:-]{1,200}\Z")
+_X = re.compile(r"@?([A-Za-z0-9_]{1,15})\Z")
 # Hosts whose profile URLs look like a fediverse '/@user' but are not.
 _NOT_FEDIVERSE = {"medium.com", "youtube.com", "tiktok.com", "threads.net", "threads.com"}
 
