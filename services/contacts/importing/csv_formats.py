@@ -113,7 +113,8 @@ def _next_record(reader, row: int) -> list[str]:
     try:
         return next(reader)
     except csv.Error as e:
-        raise ImportFormatError(f"row {row}: {e}" if row else f"header: {e}", row=row or None) from None
+        where = "record" if row else "header"
+        raise ImportFormatError(f"unreadable CSV {where} ({e})", row=row or None) from None
     except ImportFormatError as e:
         raise e.at_row(row) if row else e from None
 

@@ -28,7 +28,8 @@ _EOL = re.compile(r"\r\n|\r|\n")
 def detect_encoding(head: bytes) -> tuple[str, int]:
     """(codec name, length of the BOM to skip). Without a BOM, UTF-8 if the
     head decodes as such, else Windows-1252: what Excel and Outlook write on
-    French Windows."""
+    French Windows. (``iter_lines`` still moves to Windows-1252 if the head
+    was plain ASCII and later bytes are not UTF-8.)"""
     for bom, encoding in _BOMS:
         if head.startswith(bom):
             return encoding, len(bom)
@@ -70,13 +71,21 @@ def iter_lines(
     decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
     chunk, eof = head[bom:], not head
     pending, line_no = "", 0
+    ascii_so_far = True
     while True:
         try:
             text, bad = decoder.decode(chunk, final=eof), None
         except UnicodeDecodeError as e:
+            if encoding == "utf-8" and not bom and ascii_so_far:
+                # A pure ASCII head (English names first) could not tell
+                # UTF-8 from Windows-1252; these bytes do. No byte before
+                # them reads differently, so this chunk is simply decoded anew.
+                encoding, decoder = "cp1252", codecs.getincrementaldecoder("cp1252")(errors="strict")
+                continue
             # The lines before the bad bytes are good: hand them out, so the
             # error names the line that holds them.
             text, bad = e.object[: e.start].decode(encoding, errors="replace"), e
+        ascii_so_far = ascii_so_far and chunk.isascii()
         pending += text
         start = 0
         for m in _EOL.finditer(pending):

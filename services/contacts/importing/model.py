@@ -46,7 +46,8 @@ class ImportFormatError(ValueError):
         self.line = line
 
     def at_row(self, row: int) -> ImportFormatError:
-        return ImportFormatError(f"row {row}: {self.message}", field=self.field, row=row, line=self.line)
+        # The row goes in its attribute only: callers prefix 'row N: ' themselves.
+        return ImportFormatError(self.message, field=self.field, row=row, line=self.line)
 
 
 @dataclass(frozen=True)

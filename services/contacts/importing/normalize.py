@@ -225,6 +225,8 @@ def contact_outcome(row: int, raw: str, c: RawContact, default_region: str = "FR
         if interest and interest not in _SYSTEM_LABELS:
             interests.append(interest)
     name = c.display_name.strip() or " ".join(p.strip() for p in c.name_parts if p.strip())
+    if not name:  # 'Ana Dupont <ana@example.org>' names itself
+        name = next((n for n in (parseaddr(v)[0].strip() for v in c.emails if "<" in v) if n), "")
     if not name:
         name = emails[0].rpartition("@")[0] if emails else phones[0]
     draft = ContactDraft(

@@ -41,7 +41,7 @@ def parse_vcards(stream: BinaryIO, *, default_region: str = "FR") -> Iterator[Ro
             size += len(raw)
             if size > MAX_CARD_LENGTH:
                 raise ImportFormatError(
-                    f"card {number} is longer than {MAX_CARD_LENGTH} characters", row=number
+                    f"the card is longer than {MAX_CARD_LENGTH} characters", row=number
                 )
             if name == "END" and value.strip().upper() == "VCARD":
                 yield contact_outcome(number, _raw_text(kept), card, default_region)
