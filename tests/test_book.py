@@ -186,3 +186,23 @@ def test_a_database_dump_holds_no_contact_in_clear(engine, db_url, tmp_path):
     for needle in needles:
         for form in {needle, needle.lower(), needle.split("@")[0]}:
             assert form.encode() not in raw, f"{form!r} is in clear in the database"
+
+
+def test_retention_purges_every_book_after_the_date_and_keeps_suppressions(engine):
+    from datetime import date
+
+    from services.contacts.retention import purge_if_due
+    from services.contacts.store import Suppression
+
+    with Session(engine) as s:
+        for name in ("Alice", "Bob"):
+            add_people(s, open_book(s, MASTER, INDEX, volunteer(s, name)))
+        s.add(Suppression(blind="ab" * 32, reason="unsubscribe"))
+        s.commit()
+        assert purge_if_due(s, date(2027, 6, 30), date(2027, 6, 30)) == 0  # the last day still holds
+        assert purge_if_due(s, None, date(2030, 1, 1)) == 0
+        assert len(s.exec(select(Contact)).all()) == 4
+        assert purge_if_due(s, date(2027, 6, 30), date(2027, 7, 1)) == 2
+        assert s.exec(select(Contact)).all() == []
+        assert s.get(Suppression, "ab" * 32) is not None
+        assert purge_if_due(s, date(2027, 6, 30), date(2027, 7, 2)) == 0  # done once

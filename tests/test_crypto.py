@@ -33,7 +33,7 @@ def test_master_key_rotation_reads_old_wraps_and_writes_new_ones():
         MasterKey({2: new}).unwrap(v1, wrapped, "alice")
 
 
-@pytest.mark.parametrize("setting, why", [("", "no master key"), ("abc", ""), (base64.b64encode(b"short").decode(), "32 bytes")])
+@pytest.mark.parametrize("setting, why", [("", "no master key"), ("abc", "not base64"), (base64.b64encode(b"short").decode(), "32 bytes")])
 def test_bad_master_key_settings_say_why(setting, why):
     with pytest.raises(ValueError, match=why):
         parse_master_keys(setting)

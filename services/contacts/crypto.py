@@ -52,7 +52,10 @@ def parse_master_keys(setting: str) -> dict[int, bytes]:
     keys = {}
     for i, part in enumerate(p.strip() for p in setting.split(",") if p.strip()):
         version, _, b64 = part.rpartition(":") if ":" in part else ("1", "", part)
-        key = base64.b64decode(b64, validate=True)
+        try:
+            key = base64.b64decode(b64, validate=True)
+        except ValueError as exc:
+            raise ValueError(f"master key {i + 1}: not base64 ({exc})") from exc
         if len(key) != 32:
             raise ValueError(f"master key {i + 1}: expected 32 bytes (base64), got {len(key)}")
         keys[int(version)] = key
