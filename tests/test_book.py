@@ -206,3 +206,34 @@ def test_retention_purges_every_book_after_the_date_and_keeps_suppressions(engin
         assert s.exec(select(Contact)).all() == []
         assert s.get(Suppression, "ab" * 32) is not None
         assert purge_if_due(s, date(2027, 6, 30), date(2027, 7, 2)) == 0  # done once
+
+
+def test_an_import_that_breaks_midway_says_where_and_resumes_when_sent_again(engine, tmp_path):
+    with Session(engine, expire_on_commit=False) as s:
+        vol = volunteer(s)
+
+    def run(content: str) -> ImportJob:
+        upload = tmp_path / "contacts.csv"
+        upload.write_text(content, encoding="utf-8")
+        with Session(engine, expire_on_commit=False) as s:
+            job = ImportJob(volunteer_id=vol.id, status="running", bytes_total=len(content))
+            s.add(job)
+            s.commit()
+        run_import(engine, MASTER, INDEX, vol.id, job.id, str(upload), "contacts.csv", None, None)
+        with Session(engine, expire_on_commit=False) as s:
+            return s.get(ImportJob, job.id)
+
+    header = "First Name,Last Name,E-mail Address\n"
+    good = [f"Ana,N{i},ana{i}@exemple.fr\n" for i in range(1200)]
+    broken = header + "".join(good[:1100]) + "Bad,Line," + "x" * 70_000 + "\n" + "".join(good[1100:])
+    failed = run(broken)
+    assert failed.status == "failed"
+    assert failed.error.startswith("row 1101: ") and "send it again" in failed.error
+    assert failed.imported == 1000  # the chunks before the broken one are kept, and said so
+    with Session(engine) as s:
+        assert len(s.exec(select(Contact)).all()) == 1000
+
+    fixed = run(header + "".join(good))
+    assert (fixed.status, fixed.imported, fixed.unchanged, fixed.rejected) == ("done", 200, 1000, 0)
+    with Session(engine) as s:
+        assert len(s.exec(select(Contact)).all()) == 1200

@@ -115,8 +115,23 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
         assert status["channels"]["email"] == {"status": "done", "queued": 2, "delivered": 2, "failed": 0,
                                                "skipped": {}}
 
+        # Camille unsubscribes in one click (RFC 8058): the next message skips her
+        assert http.post(unsubscribe_url, data={"List-Unsubscribe": "One-Click"}).status_code == 200
+        second = http.post(f"{cfg.url('feed')}/messages", headers=staff, json={
+            "title": "Cantine bio", "body": "…", "interests": ["education"],
+            "variants": {"email": {"subject": "Cantine bio", "body": "Parlons cantine."}}}).json()
+        item = poll(lambda: [i for i in http.get(f"{cfg.url('contacts')}/inbox", headers=alice).json()
+                             if i["message_id"] == second["id"] and i["title"]],
+                    bool, what="the second suggestion")[0]
+        relay2 = http.post(f"{cfg.url('contacts')}/inbox/{item['suggestion_id']}/relay", headers=alice).json()
+        assert relay2["channels"]["email"]["queued"] == 1  # her consent is withdrawn: not even a candidate
+        mails = smtp_server.recorder.wait_for(3)
+        assert mails[2]["To"].addresses[0].addr_spec == "ines.moreau@exemple.fr"
+        camille = http.get(f"{cfg.url('contacts')}/contacts", headers=alice, params={"q": "camille"}).json()
+        assert camille["items"][0]["consent"]["email"]["state"] == "withdrawn"
+
     time.sleep(1)
-    assert len(smtp_server.recorder.messages) == 2, "the second click sent again"
+    assert len(smtp_server.recorder.messages) == 3, "an email was sent twice, or to the unsubscribed"
 
     # no contact's name or address in any service's log
     logs = "\n".join(p.read_text() for p in (cfg.var / "log").glob("*.log"))
