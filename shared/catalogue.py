@@ -100,6 +100,14 @@ FEED_STREAM = StreamSpec(
     retention=RetentionPolicy.LIMITS,
     description="Campaign messages as staff publish them.",
 )
+TAXONOMY_STREAM = StreamSpec(
+    name="TAXONOMY",
+    subjects=("feed.taxonomy",),
+    retention=RetentionPolicy.LIMITS,
+    max_age=timedelta(0),
+    max_msgs_per_subject=1,  # the current taxonomy, replayed by every service on start
+    description="The campaign's interest taxonomy (the latest version).",
+)
 PROFILES_STREAM = StreamSpec(
     name="PROFILES",
     subjects=("contacts.profiles.*",),
@@ -147,6 +155,7 @@ SUPPRESSIONS_STREAM = StreamSpec(
 
 STREAMS: tuple[StreamSpec, ...] = (
     FEED_STREAM,
+    TAXONOMY_STREAM,
     PROFILES_STREAM,
     RELAYS_STREAM,
     SUGGESTIONS_STREAM,
@@ -162,6 +171,22 @@ MESSAGE_PUBLISHED = SubjectSpec(
     producer=FEED,
     consumers=(MATCHER, CONTACTS),
     description="A campaign message went public.",
+)
+MESSAGE_WITHDRAWN = SubjectSpec(
+    pattern="feed.messages.withdrawn",
+    stream=FEED_STREAM,
+    model=events.MessageWithdrawn,
+    producer=FEED,
+    consumers=(MATCHER, CONTACTS, DISPATCH_EMAIL),
+    description="A message was withdrawn or expired: drop its suggestions and pending jobs.",
+)
+TAXONOMY_PUBLISHED = SubjectSpec(
+    pattern="feed.taxonomy",
+    stream=TAXONOMY_STREAM,
+    model=events.Taxonomy,
+    producer=FEED,
+    consumers=(CONTACTS, MATCHER),
+    description="The campaign's interest taxonomy changed.",
 )
 PROFILE_UPDATED = SubjectSpec(
     pattern="contacts.profiles.*",
@@ -218,6 +243,8 @@ SUPPRESSION_ADDED = SubjectSpec(
 
 SUBJECTS: tuple[SubjectSpec, ...] = (
     MESSAGE_PUBLISHED,
+    MESSAGE_WITHDRAWN,
+    TAXONOMY_PUBLISHED,
     PROFILE_UPDATED,
     RELAY_REQUESTED,
     SUGGESTION_MADE,

@@ -70,6 +70,35 @@ class MessagePublished(Event):
     body: str = Field(min_length=1, max_length=50_000)
     interests: tuple[InterestName, ...] = ()
     variants: Variants
+    link: str | None = Field(default=None, max_length=2000)
+    regions: tuple[str, ...] = Field(default=(), description="targeted regions; empty: everywhere")
+    locales: tuple[str, ...] = Field(default=(), description="targeted locales; empty: all")
+    priority: int = Field(default=1, ge=0, le=3, description="0 low … 3 urgent")
+    expires_at: datetime | None = None
+
+
+class MessageWithdrawn(Event):
+    """Staff withdrew a message (or it expired): suggestions of it leave the
+    inboxes and its pending jobs are dropped."""
+
+    schema_version: Literal[1] = 1
+    message_id: str = Field(min_length=1, max_length=64)
+    reason: Literal["withdrawn", "expired"] = "withdrawn"
+
+
+class TaxonomyTerm(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    name: InterestName
+    label_fr: str = Field(min_length=1, max_length=100)
+    label_en: str = Field(min_length=1, max_length=100)
+
+
+class Taxonomy(Event):
+    """The campaign's interest words: contacts and volunteers tag with these."""
+
+    schema_version: Literal[1] = 1
+    terms: tuple[TaxonomyTerm, ...]
 
 
 class InterestProfile(Event):
@@ -82,6 +111,12 @@ class InterestProfile(Event):
         default_factory=dict,
         description="interest -> channel -> number of confirmed contacts",
     )
+    regions: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="region -> number of confirmed contacts there"
+    )
+    locales: dict[str, Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict, description="locale -> number of confirmed contacts"
+    )
 
 
 class Suggestion(Event):
@@ -93,6 +128,7 @@ class Suggestion(Event):
     message_id: str = Field(min_length=1, max_length=64)
     matched_interests: tuple[InterestName, ...]
     audience_size: int = Field(ge=0)
+    score: float = Field(default=0.0, ge=0, description="audience weighted by priority: the inbox order")
 
 
 class RelayRequested(Event):
