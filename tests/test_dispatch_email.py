@@ -30,9 +30,11 @@ from shared.catalogue import (
     DISPATCH_RESULTS_STREAM,
     EMAIL_JOB,
     EMAIL_RESULT,
+    FEED,
+    MESSAGE_WITHDRAWN,
     SUPPRESSION_ADDED,
 )
-from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, Suppressed
+from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, MessageWithdrawn, Suppressed
 from shared.settings import CommonSettings
 from tests.conftest import SmtpRecorder
 from tools.stack import free_port
@@ -165,19 +167,17 @@ async def dispatcher(
     yields a contacts bus to publish jobs with, and the suppression list."""
     config = settings(smtp_server.host, smtp_server.port, nats_url, max_deliver=max_deliver)
     bus = Bus(DISPATCH_EMAIL, nats_url)
-    sender = SmtpSender(config)
-    suppressed = email_worker.SuppressionList(bus)
-    email_worker.register(bus, sender, config, suppressed)
+    parts = email_worker.EmailDispatcher(bus, config)
     contacts = Bus(CONTACTS, nats_url)
-    await suppressed.replay.prepare()
+    await parts.prepare()
     await bus.start()
     await contacts.connect()
     try:
-        yield contacts, suppressed
+        yield contacts, parts.suppressed
     finally:
         await contacts.stop()
         await bus.stop()
-        await sender.close()
+        await parts.sender.close()
 
 
 async def results(nats_url: str, count: int, timeout: float = 15.0) -> list[tuple[DispatchResult, bytes]]:
@@ -333,3 +333,23 @@ async def test_a_suppressed_address_gets_no_email(nats_url, smtp_server):
     assert (reported["job-1"].status, reported["job-1"].reason) == (DeliveryStatus.failed, "suppressed")
     assert reported["job-2"].status is DeliveryStatus.delivered
     assert (reported["job-3"].status, reported["job-3"].reason) == (DeliveryStatus.failed, "suppressed")
+
+
+async def test_jobs_of_a_withdrawn_message_are_dropped_not_sent(nats_url, smtp_server):
+    """Staff withdraw a message while its jobs wait: they are reported
+    failed/withdrawn and no email leaves; other messages' jobs still go."""
+    feed = Bus(FEED, nats_url)
+    await feed.connect()
+    withdrawn = MessageWithdrawn(message_id="m-retire")
+    await feed.publish(MESSAGE_WITHDRAWN, withdrawn, msg_id=withdrawn.event_id)
+    await feed.stop()
+
+    async with dispatcher(nats_url, smtp_server) as (contacts, _suppressed):
+        await contacts.publish(EMAIL_JOB, job(1, message_id="m-retire"), msg_id="job-1")
+        await contacts.publish(EMAIL_JOB, job(2), msg_id="job-2")
+        reported = {r.job_id: r for r, _ in await results(nats_url, 2)}
+        await consumer_settled(nats_url)
+
+    assert [parseaddr(m["To"])[1] for m in smtp_server.recorder.messages] == ["camille2@exemple.fr"]
+    assert (reported["job-1"].status, reported["job-1"].reason) == (DeliveryStatus.failed, "withdrawn")
+    assert reported["job-2"].status is DeliveryStatus.delivered

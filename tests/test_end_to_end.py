@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
 CONTACTS = [
@@ -21,17 +22,6 @@ CONTACTS = [
     ("Chloé Bernard", "chloe.bernard@exemple.fr", ["education"], "unknown"),
     ("Inès Moreau", "ines.moreau@exemple.fr", ["education"], "confirmed"),
 ]
-
-
-def poll(fetch, until, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(0.2)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

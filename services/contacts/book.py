@@ -36,6 +36,7 @@ from services.contacts.store import (
     Relay,
     SearchToken,
     SentItem,
+    TaxonomyTerm,
     Volunteer,
 )
 from shared.blind_index import BlindIndex
@@ -228,14 +229,16 @@ def merge_draft(session: Session, book: Book, contact: Contact, draft: ContactDr
     merged["handles"] = {**dict(draft.handles), **data["handles"]}
     merged["notes"] = data["notes"] or draft.notes
     new_interests = sorted(set(interests) | set(draft.interests))
+    new_tags = sorted(set(tags) | set(draft.tags))
     clear = {k: getattr(contact, k) or getattr(draft, k) for k in ("locale", "commune", "region")}
-    if merged == data and new_interests == interests and all(getattr(contact, k) == v for k, v in clear.items()):
+    if (merged == data and new_interests == interests and new_tags == tags
+            and all(getattr(contact, k) == v for k, v in clear.items())):
         return False
     for k, v in clear.items():
         setattr(contact, k, v)
     _seal(book, contact, merged)
     session.add(contact)
-    _write_indexes(session, book, contact, merged, new_interests, tags)
+    _write_indexes(session, book, contact, merged, new_interests, new_tags)
     return True
 
 
@@ -306,10 +309,16 @@ def views(session: Session, volunteer_id: str) -> list[ContactView]:
         interests.setdefault(cid, set()).add(tag)
     has_email = {cid for cid in session.exec(select(ContactAddress.contact_id).where(
         ContactAddress.volunteer_id == volunteer_id, ContactAddress.kind == "email"))}
+    places = {cid: (region, locale) for cid, region, locale in session.exec(
+        select(Contact.id, Contact.region, Contact.locale).where(Contact.volunteer_id == volunteer_id))}
     return [
-        ContactView(cid, frozenset(interests.get(cid, ())), Consent(state))
+        ContactView(cid, frozenset(interests.get(cid, ())), Consent(state), *places.get(cid, (None, None)))
         for cid, state in consent.items() if cid in has_email
     ]
+
+
+def taxonomy(session: Session) -> set[str]:
+    return set(session.exec(select(TaxonomyTerm.name)))
 
 
 @dataclass(frozen=True)

@@ -119,7 +119,8 @@ class ContactView:
     contact_id: str
     interests: frozenset[str]
     consent: Consent
-    email_blind: str | None = None
+    region: str | None = None
+    locale: str | None = None
 
 
 def interest_profile(
@@ -136,6 +137,22 @@ def interest_profile(
         for interest, n in sorted(counts.items())
         if shared_interests is None or interest in shared_interests
     }
+
+
+def place_profile(contacts: Iterable[ContactView]) -> tuple[dict[str, int], dict[str, int]]:
+    """How many confirmed contacts per region and per locale, for targeting."""
+    confirmed = [c for c in contacts if c.consent is Consent.confirmed]
+    regions = Counter(c.region for c in confirmed if c.region)
+    locales = Counter(c.locale for c in confirmed if c.locale)
+    return dict(sorted(regions.items())), dict(sorted(locales.items()))
+
+
+def unknown_interests(words: Iterable[str], taxonomy: set[str]) -> list[str]:
+    """Interests outside the campaign's taxonomy (none while it has none);
+    ``local:<commune>`` words are always allowed."""
+    if not taxonomy:
+        return []
+    return sorted({w for w in words if w not in taxonomy and not w.startswith("local:")})
 
 
 def relay_recipients(

@@ -6,13 +6,20 @@ from __future__ import annotations
 import structlog
 from prometheus_client import Counter
 from sqlalchemy.engine import Engine
+from sqlalchemy import delete
 from sqlmodel import Session
 
-from services.contacts.store import CampaignMessage, InboxItem, SentItem, Volunteer
+from services.contacts.store import CampaignMessage, InboxItem, SentItem, TaxonomyTerm, Volunteer
 from shared.bus import Bus
-from shared.catalogue import EMAIL_RESULT, MESSAGE_PUBLISHED, SUGGESTION_MADE
+from shared.catalogue import (
+    EMAIL_RESULT,
+    MESSAGE_PUBLISHED,
+    MESSAGE_WITHDRAWN,
+    SUGGESTION_MADE,
+    TAXONOMY_PUBLISHED,
+)
 from shared.db import in_session
-from shared.events import DispatchResult, MessagePublished, Suggestion
+from shared.events import DispatchResult, MessagePublished, MessageWithdrawn, Suggestion, Taxonomy
 
 log = structlog.get_logger(__name__)
 
@@ -35,8 +42,33 @@ def register(bus: Bus, engine: Engine) -> None:
                     interests=list(event.interests),
                     email_subject=event.variants.email.subject,
                     email_body=event.variants.email.body,
+                    priority=event.priority,
+                    expires_at=event.expires_at,
                 )
             )
+            session.commit()
+
+        await in_session(engine, save)
+
+    @bus.subscriber(MESSAGE_WITHDRAWN, durable="contacts-withdrawals")
+    async def withdraw_message(event: MessageWithdrawn, _msg) -> None:
+        """The message leaves every inbox and can no longer be relayed."""
+
+        def save(session: Session) -> None:
+            message = session.get(CampaignMessage, event.message_id)
+            if message is not None and message.withdrawn_at is None:
+                message.withdrawn_at = event.occurred_at
+                session.add(message)
+                session.commit()
+
+        await in_session(engine, save)
+
+    @bus.subscriber(TAXONOMY_PUBLISHED, durable="contacts-taxonomy")
+    async def keep_taxonomy(event: Taxonomy, _msg) -> None:
+        def save(session: Session) -> None:
+            session.exec(delete(TaxonomyTerm))
+            session.add_all(TaxonomyTerm(name=t.name, label_fr=t.label_fr, label_en=t.label_en)
+                            for t in event.terms)
             session.commit()
 
         await in_session(engine, save)
@@ -53,6 +85,7 @@ def register(bus: Bus, engine: Engine) -> None:
                     message_id=event.message_id,
                     matched_interests=list(event.matched_interests),
                     audience_size=event.audience_size,
+                    score=event.score,
                 )
             )
             session.commit()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from sqlalchemy.engine import Engine
@@ -21,6 +21,7 @@ from sqlmodel import Session, select
 from services.contacts import book as book_ops
 from services.contacts.book import Book, open_book
 from services.contacts.crypto import MasterKey
+from services.contacts import domain
 from services.contacts.domain import CONTACT_CHANNELS, Consent, ConsentSource
 from services.contacts.importing import ColumnMapping, ContactDraft, ImportFormatError, RowOutcome, parse_file
 from services.contacts.store import ConsentRecord, Contact, ImportJob, ImportRow, Volunteer
@@ -57,6 +58,7 @@ class CountingReader:
 class NewContact:
     data: dict
     interests: set[str]
+    tags: set[str]
     clear: dict
 
 
@@ -69,7 +71,8 @@ def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> lis
     address hash of the chunk and bulk inserts of what is new: (outcome,
     contact id) per row."""
     vid = book.volunteer_id
-    drafts = [o.draft for o in outcomes]
+    known = book_ops.taxonomy(session)
+    drafts = [_taxonomy_split(o.draft, known) if o.draft else None for o in outcomes]
     blinds = [_blinds(book, d) if d else [] for d in drafts]
     existing = book_ops.contacts_by_blind(session, vid, [b for bl in blinds for b in bl])
     new: dict[str, NewContact] = {}
@@ -92,7 +95,8 @@ def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> lis
             new[cid] = NewContact(
                 {"name": draft.display_name, "emails": list(draft.emails), "phones": list(draft.phones),
                  "handles": dict(draft.handles), "notes": draft.notes},
-                set(draft.interests), {"locale": draft.locale, "commune": draft.commune, "region": draft.region})
+                set(draft.interests), set(draft.tags),
+                {"locale": draft.locale, "commune": draft.commune, "region": draft.region})
             new_by_blind.update(dict.fromkeys(bl, cid))
             results.append(("imported", cid))
     if merges:
@@ -108,6 +112,16 @@ def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> lis
     return results
 
 
+def _taxonomy_split(draft: ContactDraft, known: set[str]) -> ContactDraft:
+    """A file's categories outside the campaign's interests become the
+    volunteer's own tags rather than being lost or rejected."""
+    unknown = set(domain.unknown_interests(draft.interests, known))
+    if not unknown:
+        return draft
+    return replace(draft, interests=tuple(i for i in draft.interests if i not in unknown),
+                   tags=tuple(sorted(unknown)))
+
+
 def _fold(target: NewContact, draft: ContactDraft) -> None:
     data = target.data
     data["emails"] = list(dict.fromkeys([*data["emails"], *draft.emails]))
@@ -115,6 +129,7 @@ def _fold(target: NewContact, draft: ContactDraft) -> None:
     data["handles"] = {**dict(draft.handles), **data["handles"]}
     data["notes"] = data["notes"] or draft.notes
     target.interests |= set(draft.interests)
+    target.tags |= set(draft.tags)
     for key, value in (("locale", draft.locale), ("commune", draft.commune), ("region", draft.region)):
         target.clear[key] = target.clear[key] or value
 
@@ -129,7 +144,7 @@ def _insert_new(session: Session, book: Book, new: dict[str, NewContact]) -> Non
         rows[ConsentRecord] += [{"contact_id": cid, "channel": ch.value, "volunteer_id": book.volunteer_id,
                                  "state": Consent.unknown.value, "source": ConsentSource.volunteer.value,
                                  "updated_at": now} for ch in CONTACT_CHANNELS]
-        for model, values in book_ops.index_rows(book, cid, c.data, c.interests, ()).items():
+        for model, values in book_ops.index_rows(book, cid, c.data, c.interests, c.tags).items():
             rows.setdefault(model, []).extend(values)
     book_ops.insert_rows(session, rows)
 

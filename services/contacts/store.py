@@ -145,7 +145,18 @@ class CampaignMessage(ContactsTable, table=True):
     interests: list[str] = Field(sa_column=Column(JSON, nullable=False))
     email_subject: str
     email_body: str
+    priority: int = 1
+    expires_at: datetime | None = None
+    withdrawn_at: datetime | None = None
     received_at: datetime = Field(default_factory=utcnow)
+
+
+class TaxonomyTerm(ContactsTable, table=True):
+    """The campaign's interest words, as feed last published them."""
+
+    name: str = Field(primary_key=True, max_length=64)
+    label_fr: str
+    label_en: str
 
 
 class InboxItem(ContactsTable, table=True):
@@ -154,6 +165,7 @@ class InboxItem(ContactsTable, table=True):
     message_id: str = Field(max_length=64)
     matched_interests: list[str] = Field(sa_column=Column(JSON, nullable=False))
     audience_size: int
+    score: float = 0.0
     received_at: datetime = Field(default_factory=utcnow)
 
 

@@ -6,7 +6,6 @@ from fastapi import FastAPI
 
 from services.dispatch import email_worker
 from services.dispatch.settings import EmailDispatchSettings
-from services.dispatch.smtp import SmtpSender
 from shared.bus import Bus
 from shared.service import create_service_app
 
@@ -14,15 +13,13 @@ from shared.service import create_service_app
 def create_email_app(settings: EmailDispatchSettings | None = None) -> FastAPI:
     settings = settings or EmailDispatchSettings()
     bus = Bus.for_service(settings)
-    sender = SmtpSender(settings)
-    suppressed = email_worker.SuppressionList(bus)
-    email_worker.register(bus, sender, settings, suppressed)
+    dispatcher = email_worker.EmailDispatcher(bus, settings)
     return create_service_app(
         settings=settings,
         bus=bus,
         title="Maillage dispatch: email",
         description="Sends one personal email per job through the campaign's SMTP relay.",
-        checks={"smtp": sender.ready, "suppressions": suppressed.replay.ready},
-        on_start=[suppressed.replay.prepare],
-        on_stop=[sender.close],
+        checks=dispatcher.checks(),
+        on_start=[dispatcher.prepare],
+        on_stop=[dispatcher.sender.close],
     )

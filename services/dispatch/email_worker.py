@@ -10,14 +10,14 @@ from services.dispatch.email_domain import Outcome, classify_smtp_code, compose
 from services.dispatch.settings import EmailDispatchSettings
 from services.dispatch.smtp import SmtpSender
 from shared.bus import Bus, Replay
-from shared.catalogue import EMAIL_JOB, EMAIL_RESULT, SUPPRESSION_ADDED
+from shared.catalogue import EMAIL_JOB, EMAIL_RESULT, MESSAGE_WITHDRAWN, SUPPRESSION_ADDED
 from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, Suppressed
 
 log = structlog.get_logger(__name__)
 
 EMAILS = Counter(
     "maillage_dispatch_emails_total",
-    "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry, suppressed.",
+    "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry, suppressed, withdrawn.",
     ["outcome"],
 )
 
@@ -42,8 +42,17 @@ class SuppressionList:
         return address_hash in self.hashes
 
 
+class WithdrawnMessages:
+    """Messages staff withdrew: their pending jobs are dropped, not sent."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.ids: set[str] = set()
+        self.replay = Replay(bus, MESSAGE_WITHDRAWN, lambda e: self.ids.add(e.message_id),
+                             describe=lambda: f"{len(self.ids)} withdrawn messages")
+
+
 def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings,
-             suppressed: SuppressionList) -> None:
+             suppressed: SuppressionList, withdrawn: WithdrawnMessages) -> None:
     async def report(job: EmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
         result = DispatchResult(
             job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
@@ -56,10 +65,13 @@ def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings,
     )
     async def send_email(job: EmailJob, msg) -> None:
         await suppressed.replay.caught_up.wait()
-        if job.recipient_hash in suppressed:
-            EMAILS.labels("suppressed").inc()
-            await report(job, DeliveryStatus.failed, "suppressed")
-            return
+        await withdrawn.replay.caught_up.wait()
+        for skip, applies in (("suppressed", job.recipient_hash in suppressed),
+                              ("withdrawn", job.message_id in withdrawn.ids)):
+            if applies:
+                EMAILS.labels(skip).inc()
+                await report(job, DeliveryStatus.failed, skip)
+                return
         try:
             await sender.send(compose(job, str(settings.from_address), settings.list_id))
             outcome, reason = Outcome.delivered, None
@@ -79,3 +91,21 @@ def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings,
         status = DeliveryStatus.delivered if outcome is Outcome.delivered else DeliveryStatus.failed
         EMAILS.labels(status.value).inc()
         await report(job, status, reason)
+
+
+class EmailDispatcher:
+    """The email dispatcher's parts, wired as the service runs them."""
+
+    def __init__(self, bus: Bus, settings: EmailDispatchSettings) -> None:
+        self.sender = SmtpSender(settings)
+        self.suppressed = SuppressionList(bus)
+        self.withdrawn = WithdrawnMessages(bus)
+        register(bus, self.sender, settings, self.suppressed, self.withdrawn)
+
+    async def prepare(self) -> None:
+        await self.suppressed.replay.prepare()
+        await self.withdrawn.replay.prepare()
+
+    def checks(self) -> dict:
+        return {"smtp": self.sender.ready, "suppressions": self.suppressed.replay.ready,
+                "withdrawals": self.withdrawn.replay.ready}

@@ -146,8 +146,10 @@ async def current_profile(request: Request, volunteer_id: str) -> InterestProfil
     def compute(session: Session) -> InterestProfile:
         vol = session.get(Volunteer, volunteer_id)
         shared = set(vol.shared_interests) if vol.shared_interests is not None else None
-        audience = domain.interest_profile(book_ops.views(session, volunteer_id), shared)
-        return InterestProfile(volunteer_id=volunteer_id, audience=audience)
+        views = book_ops.views(session, volunteer_id)
+        regions, locales = domain.place_profile(views)
+        return InterestProfile(volunteer_id=volunteer_id, audience=domain.interest_profile(views, shared),
+                               regions=regions, locales=locales)
 
     return await in_session(request.app.state.engine, compute)
 

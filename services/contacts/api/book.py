@@ -19,7 +19,7 @@ from services.contacts.api.deps import conflict, current_volunteer, keys, not_fo
 from services.contacts.book import Book, DuplicateAddress, PageQuery
 from services.contacts.domain import Consent, ConsentRuleError, ConsentSource, ContactIn, ContactPatch
 from services.contacts.importing.export import write_contacts_csv
-from services.contacts.store import CampaignMessage, ConsentRecord, Contact, Suppression, Volunteer
+from services.contacts.store import CampaignMessage, ConsentRecord, Contact, Suppression, TaxonomyTerm, Volunteer
 from shared.catalogue import EMAIL_JOB
 from shared.errors import field_error
 from shared.events import EmailJob, InterestName
@@ -74,6 +74,12 @@ class InviteContactIn(BaseModel):
     message_id: str | None = Field(default=None, description="the campaign message that prompted it")
 
 
+def check_taxonomy(session: Session, words: list[str], field: str = "interests") -> None:
+    if unknown := domain.unknown_interests(words, book_ops.taxonomy(session)):
+        raise field_error("body", field, f"not in the campaign's interests: {', '.join(unknown)} "
+                                         "(use a tag for your own words)")
+
+
 def already_in_book(exc: DuplicateAddress) -> HTTPException:
     return conflict(f"{exc.kind}s: this address is already in your book (contact {exc.contact_id})")
 
@@ -95,6 +101,7 @@ async def add_contact(body: ContactIn, request: Request, vol: Volunteer = Depend
         raise field_error("body", "emails", "give an email or a phone")
 
     def add(session: Session, book: Book) -> ContactOut:
+        check_taxonomy(session, body.interests)
         try:
             contact = book_ops.create_contact(session, book, body, body.consent, body.consent_proof)
         except DuplicateAddress as exc:
@@ -132,6 +139,21 @@ async def list_contacts(
         return ContactPage(items=[_out(session, book, c) for c in rows], next_cursor=next_cursor, total=total)
 
     return await with_book(request, vol, load)
+
+
+class TermOut(BaseModel):
+    name: str
+    label_fr: str
+    label_en: str
+
+
+@router.get("/taxonomy", summary="The campaign's interests, to tag contacts with")
+async def list_taxonomy(request: Request, vol: Volunteer = Depends(current_volunteer)) -> list[TermOut]:
+    def load(session: Session) -> list[TermOut]:
+        return [TermOut(name=t.name, label_fr=t.label_fr, label_en=t.label_en)
+                for t in session.exec(select(TaxonomyTerm).order_by(TaxonomyTerm.name))]
+
+    return await with_book(request, vol, lambda s, _b: load(s))
 
 
 @router.get("/contacts/export", summary="Export my whole book (JSON or CSV)")
@@ -177,6 +199,7 @@ async def edit_contact(contact_id: str, body: ContactPatch, request: Request,
                        vol: Volunteer = Depends(current_volunteer)) -> ContactOut:
     def edit(session: Session, book: Book) -> ContactOut:
         contact = _own(session, book, contact_id)
+        check_taxonomy(session, body.interests or [])
         try:
             book_ops.update_contact(session, book, contact, body.model_dump(exclude_unset=True))
         except DuplicateAddress as exc:
@@ -197,6 +220,8 @@ async def bulk_tag(body: BulkTagIn, request: Request, vol: Volunteer = Depends(c
         unknown = [cid for cid in body.contact_ids if cid not in owned]
         if unknown:
             raise not_found(f"contact {unknown[0]}")
+        if body.kind == "interest":
+            check_taxonomy(session, body.add, field="add")
         return book_ops.bulk_tag(session, book.volunteer_id, sorted(owned), body.kind, body.add, body.remove)
 
     changed = await with_book(request, vol, tag)

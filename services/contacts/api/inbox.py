@@ -16,9 +16,15 @@ from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
 from services.contacts.relaying import plan_relay, relay_outcomes
 from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED
 from shared.db import in_session, insert_or_get, mark_once
-from shared.events import Channel, RelayRequested
+from shared.events import Channel, RelayRequested, utcnow
 
 router = APIRouter(tags=["inbox and relay"])
+
+
+def live(msg: CampaignMessage) -> bool:
+    """Neither withdrawn nor past its expiry."""
+    expired = msg.expires_at is not None and msg.expires_at.replace(tzinfo=None) <= utcnow().replace(tzinfo=None)
+    return msg.withdrawn_at is None and not expired
 
 
 class InboxEntry(BaseModel):
@@ -52,10 +58,12 @@ async def inbox(request: Request, vol: Volunteer = Depends(current_volunteer)) -
     def load(session: Session) -> list[InboxEntry]:
         views = book_ops.views(session, vol.id)
         items = session.exec(select(InboxItem).where(InboxItem.volunteer_id == vol.id)
-                             .order_by(InboxItem.received_at.desc()))
+                             .order_by(InboxItem.score.desc(), InboxItem.received_at.desc()))
         entries = []
         for item in items:
             msg = session.get(CampaignMessage, item.message_id)
+            if msg is not None and not live(msg):
+                continue  # withdrawn or expired: it leaves the inbox
             relay = session.exec(select(Relay).where(Relay.suggestion_id == item.suggestion_id)).first()
             entries.append(InboxEntry(
                 suggestion_id=item.suggestion_id, message_id=item.message_id,
@@ -86,6 +94,8 @@ async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(c
         if msg is None:
             raise HTTPException(status.HTTP_409_CONFLICT,
                                 detail="the message has not reached this service yet; retry shortly")
+        if not live(msg):
+            raise HTTPException(status.HTTP_409_CONFLICT, detail="the campaign withdrew this message, or it expired")
         row = insert_or_get(session, Relay(id=rid, suggestion_id=suggestion_id, volunteer_id=vol.id,
                                            message_id=msg.message_id, emails_queued=0), Relay, rid)
         if row.published_at is not None:

@@ -16,6 +16,7 @@ class ContactDraft:
     commune: str | None = None
     region: str | None = None
     interests: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()  # the volunteer's own words (categories outside the taxonomy)
     notes: str | None = None
 
 
