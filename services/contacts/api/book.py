@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Literal
+from collections.abc import Callable
+from typing import Literal, TypeVar
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response, status
 from fastapi.responses import StreamingResponse
@@ -25,6 +26,7 @@ from shared.errors import field_error
 from shared.events import EmailJob, InterestName
 
 router = APIRouter(tags=["my contacts"])
+T = TypeVar("T")
 
 
 class ContactOut(BaseModel):
@@ -74,6 +76,13 @@ class InviteContactIn(BaseModel):
     message_id: str | None = Field(default=None, description="the campaign message that prompted it")
 
 
+async def changing_book(request: Request, vol: Volunteer, work: Callable[[Session, Book], T]) -> T:
+    """A change to the book, then the profile it implies, republished."""
+    result = await with_book(request, vol, work)
+    await publish_profile(request, vol.id)
+    return result
+
+
 def check_taxonomy(session: Session, words: list[str], field: str = "interests") -> None:
     if unknown := domain.unknown_interests(words, book_ops.taxonomy(session)):
         raise field_error("body", field, f"not in the campaign's interests: {', '.join(unknown)} "
@@ -111,9 +120,7 @@ async def add_contact(body: ContactIn, request: Request, vol: Volunteer = Depend
         session.commit()
         return _out(session, book, contact)
 
-    out = await with_book(request, vol, add)
-    await publish_profile(request, vol.id)
-    return out
+    return await changing_book(request, vol, add)
 
 
 @router.get("/contacts", summary="My contacts: search, filter, page through")
@@ -207,9 +214,7 @@ async def edit_contact(contact_id: str, body: ContactPatch, request: Request,
         session.commit()
         return _out(session, book, contact)
 
-    out = await with_book(request, vol, edit)
-    await publish_profile(request, vol.id)
-    return out
+    return await changing_book(request, vol, edit)
 
 
 @router.post("/contacts/bulk-tag", summary="Add or remove tags or interests on many contacts")
@@ -224,8 +229,7 @@ async def bulk_tag(body: BulkTagIn, request: Request, vol: Volunteer = Depends(c
             check_taxonomy(session, body.add, field="add")
         return book_ops.bulk_tag(session, book.volunteer_id, sorted(owned), body.kind, body.add, body.remove)
 
-    changed = await with_book(request, vol, tag)
-    await publish_profile(request, vol.id)
+    changed = await changing_book(request, vol, tag)
     return {"contacts": len(body.contact_ids), "changed": changed}
 
 
@@ -235,8 +239,7 @@ async def delete_contact(contact_id: str, request: Request, vol: Volunteer = Dep
         book_ops.delete_contact(session, _own(session, book, contact_id).id)
         session.commit()
 
-    await with_book(request, vol, delete)
-    await publish_profile(request, vol.id)
+    await changing_book(request, vol, delete)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -255,9 +258,7 @@ async def record_consent(contact_id: str, body: ConsentIn, request: Request,
         session.commit()
         return _out(session, book, contact)
 
-    out = await with_book(request, vol, record)
-    await publish_profile(request, vol.id)
-    return out
+    return await changing_book(request, vol, record)
 
 
 @router.post("/contacts/{contact_id}/invite", summary="Invite a contact to receive my messages (once)")
