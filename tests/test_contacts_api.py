@@ -744,7 +744,7 @@ def test_an_invitation_never_goes_to_a_suppressed_address(contacts: TestClient, 
 # -- 6. importing a file -------------------------------------------------------------------------
 
 
-def test_import_a_file_report_rejected_rows_reupload_and_size_limit(nats_url: str, db_url: str):
+def test_import_a_file_report_rejected_rows_and_reupload(nats_url: str, db_url: str):
     with contacts_client(nats_url, db_url, max_import_bytes=1000) as contacts:
         _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
         add_contact(contacts, alice, "Camille Durand", "camille.durand@exemple.fr", ["education"])

@@ -941,7 +941,7 @@ def test_health_readiness_and_metrics(feed: TestClient, contacts: TestClient, ma
         "feed": {"nats", "database"},
         "contacts": {"nats", "database"},
         "matcher": {"nats", "index"},
-        "dispatch-email": {"nats", "smtp", "suppressions"},
+        "dispatch-email": {"nats", "smtp", "suppressions", "withdrawals"},
     }
     for service, client in {"feed": feed, "contacts": contacts, "matcher": matcher, "dispatch-email": dispatch}.items():
         r = client.get("/healthz")

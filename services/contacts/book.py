@@ -33,6 +33,7 @@ from services.contacts.store import (
     ConsentRecord,
     ImportJob,
     InboxItem,
+    Invite,
     Relay,
     SearchToken,
     SentItem,
@@ -120,9 +121,9 @@ def index_rows(book: Book, contact_id: str, data: dict, interests, tags) -> dict
     tags_rows = [{"contact_id": contact_id, "kind": kind, "tag": word, "volunteer_id": vid}
                  for kind, words in (("interest", interests), ("tag", tags), ("channel", channels_of(data)))
                  for word in sorted(set(words))]
-    local_parts = [e.split("@")[0] for e in data["emails"]]
+    # whole addresses: their words (local part, domain) are searchable too
     tokens = [{"contact_id": contact_id, "token": token, "volunteer_id": vid}
-              for token in book.cipher.search_tokens(data["name"], *local_parts)]
+              for token in book.cipher.search_tokens(data["name"], *data["emails"])]
     return {ContactAddress: addresses, ContactTag: tags_rows, SearchToken: tokens}
 
 
@@ -291,6 +292,9 @@ def erase_volunteer(session: Session, volunteer_id: str) -> None:
     for model in (ContactAddress, ContactTag, SearchToken, ConsentEvent, ConsentRecord):
         session.exec(delete(model).where(model.contact_id.in_(ids)))
     session.exec(delete(Contact).where(Contact.volunteer_id == volunteer_id))
+    relays = select(Relay.id).where(Relay.volunteer_id == volunteer_id)
+    session.exec(delete(SentItem).where(SentItem.relay_id.in_(relays)))
+    session.exec(delete(Invite).where(Invite.volunteer_id == volunteer_id))
     for model in (InboxItem, Relay, ImportJob):
         session.exec(delete(model).where(model.volunteer_id == volunteer_id))
 

@@ -30,12 +30,14 @@ class RelayPlan:
 
 def history_of(session: Session, blind: str, message_id: str, relay_id: str, since) -> RecipientHistory:
     got = session.get(DeliveryLedger, (blind, message_id))
-    recent = session.exec(select(func.count()).where(
-        DeliveryLedger.blind == blind, DeliveryLedger.at >= since)).one()
+    # other messages only, in one query: a concurrent reservation of this
+    # message cannot be counted against the cap
+    others = session.exec(select(func.count()).where(
+        DeliveryLedger.blind == blind, DeliveryLedger.at >= since, DeliveryLedger.message_id != message_id)).one()
     return RecipientHistory(
         suppressed=session.get(Suppression, blind) is not None,
         got_this_message=got is not None and got.relay_id != relay_id,
-        messages_in_window=recent - (1 if got is not None else 0),
+        messages_in_window=others,
     )
 
 
@@ -87,9 +89,10 @@ def _reserve(session: Session, blind: str, message_id: str, relay_id: str, sent:
     try:
         session.commit()
         return True
-    except IntegrityError:  # a concurrent relay reserved them first
+    except IntegrityError:  # reserved concurrently: by another relay, or by this one's double click
         session.rollback()
-        return False
+        winner = session.get(DeliveryLedger, (blind, message_id))
+        return winner is not None and winner.relay_id == relay_id
 
 
 def relay_outcomes(session: Session, relay_id: str) -> tuple[Relay | None, dict[str, int]]:

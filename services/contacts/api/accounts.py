@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
@@ -97,13 +98,19 @@ async def redeem(body: RedeemIn, request: Request) -> VolunteerCreated:
     token = new_token("vol")
 
     def use(session: Session) -> Volunteer | None:
-        invite = session.exec(select(Invite).where(Invite.code_hash == hash_token(body.code))).first()
-        if invite is None or invite.redeemed_at or invite.expires_at.replace(tzinfo=None) < utcnow().replace(tzinfo=None):
+        now = utcnow()
+        # Claim the code atomically: of two concurrent redemptions, one wins.
+        claimed = session.execute(update(Invite).where(
+            Invite.code_hash == hash_token(body.code), Invite.redeemed_at.is_(None), Invite.expires_at > now,
+        ).values(redeemed_at=now)).rowcount
+        if claimed != 1:
+            session.rollback()
             return None
+        invite = session.exec(select(Invite).where(Invite.code_hash == hash_token(body.code))).one()
         vol = session.exec(select(Volunteer).where(Volunteer.email == invite.email)).first()
         vol = vol or Volunteer(display_name=invite.display_name, email=invite.email)
         vol.token_hash = hash_token(token)
-        invite.redeemed_at, invite.volunteer_id = utcnow(), vol.id
+        invite.volunteer_id = vol.id
         session.add_all([vol, invite])
         session.commit()
         return vol

@@ -57,6 +57,13 @@ def status_of(job: ImportJob) -> ImportStatus:
 MAPPING = TypeAdapter(ColumnMapping)
 
 
+def human_size(n: int) -> str:
+    for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} bytes"
+
+
 @router.post("/imports", status_code=status.HTTP_202_ACCEPTED, summary="Import a contacts file")
 async def start_import(
     request: Request,
@@ -81,8 +88,8 @@ async def start_import(
             while chunk := await file.read(1 << 20):
                 size += len(chunk)
                 if size > cfg.max_import_bytes:
-                    raise HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                                        detail=f"file: larger than the {cfg.max_import_bytes // (1 << 20)} MiB "
+                    raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                                        detail=f"file: larger than the {human_size(cfg.max_import_bytes)} "
                                                "limit; split it and import the parts")
                 out.write(chunk)
         if size == 0:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -13,7 +14,7 @@ from services.contacts import domain
 from services.contacts.api.deps import current_volunteer, keys, not_found, settings, with_book
 from services.contacts.book import Book
 from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
-from services.contacts.relaying import plan_relay, relay_outcomes
+from services.contacts.relaying import RelayPlan, plan_relay, relay_outcomes
 from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED
 from shared.db import in_session, insert_or_get, mark_once
 from shared.events import Channel, RelayRequested, utcnow
@@ -86,7 +87,7 @@ async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(c
     bus, cfg, k = request.app.state.bus, settings(request), keys(request)
     rid = domain.relay_id(suggestion_id)
 
-    def prepare(session: Session, book: Book):
+    def prepare(session: Session, book: Book) -> tuple[str, RelayPlan | None]:
         item = session.get(InboxItem, suggestion_id)
         if item is None or item.volunteer_id != vol.id:
             raise not_found("suggestion")
@@ -96,27 +97,62 @@ async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(c
                                 detail="the message has not reached this service yet; retry shortly")
         if not live(msg):
             raise HTTPException(status.HTTP_409_CONFLICT, detail="the campaign withdrew this message, or it expired")
-        row = insert_or_get(session, Relay(id=rid, suggestion_id=suggestion_id, volunteer_id=vol.id,
-                                           message_id=msg.message_id, emails_queued=0), Relay, rid)
-        if row.published_at is not None:
-            return row, None
-        plan = plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
-                          cap=cfg.recipient_cap, window=timedelta(days=cfg.recipient_cap_days))
-        return row, plan
+        message_id = msg.message_id  # plain values: a concurrent click may roll the session back
+        row = Relay(id=rid, suggestion_id=suggestion_id, volunteer_id=vol.id, message_id=message_id,
+                    emails_queued=0)
+        if insert_or_get(session, row, Relay, rid) is not row and not stalled(session, rid):
+            return message_id, None  # another click is relaying it: wait for it below
+        return message_id, plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
+                                      cap=cfg.recipient_cap, window=timedelta(days=cfg.recipient_cap_days))
 
-    row, plan = await with_book(request, vol, prepare)
+    message_id, plan = await with_book(request, vol, prepare)
     if plan is not None:
         # Job ids are stable, so a retry after a failure here re-publishes the
         # same ids and JetStream's dedupe window drops the copies.
-        await bus.publish_many(EMAIL_JOB, [(j, (), j.job_id) for j in plan.jobs])
-        await bus.publish(RELAY_REQUESTED, RelayRequested(
-            relay_id=rid, volunteer_id=vol.id, message_id=row.message_id,
-            jobs_queued={Channel.email: len(plan.jobs)}), msg_id=rid)
+        try:
+            await bus.publish_many(EMAIL_JOB, [(j, (), j.job_id) for j in plan.jobs])
+            await bus.publish(RELAY_REQUESTED, RelayRequested(
+                relay_id=rid, volunteer_id=vol.id, message_id=message_id,
+                jobs_queued={Channel.email: len(plan.jobs)}), msg_id=rid)
+        except Exception as exc:
+            await in_session(request.app.state.engine, lambda s: let_next_click_retry(s, rid))
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
+                                detail="the relay could not be queued; click again: nothing will be sent twice") from exc
         done = await in_session(request.app.state.engine, lambda s: mark_once(
             s, Relay, rid, emails_queued=len(plan.jobs), skipped=plan.skipped))
         if done:  # a concurrent double click counts once
             request.app.state.relays_counter.inc()
+    else:
+        await published(request, rid)
     return await relay_status(rid, request, vol)
+
+
+TAKEOVER_SECONDS = 10.0
+
+
+def stalled(session: Session, rid: str) -> bool:
+    """A relay another click started but never finished (it crashed, or NATS
+    failed it): this click takes over. Safe: job ids are stable."""
+    row = session.get(Relay, rid)
+    age = (utcnow().replace(tzinfo=None) - row.created_at.replace(tzinfo=None)).total_seconds()
+    return row.published_at is None and age > TAKEOVER_SECONDS
+
+
+def let_next_click_retry(session: Session, rid: str) -> None:
+    row = session.get(Relay, rid)
+    row.created_at = utcnow() - timedelta(seconds=2 * TAKEOVER_SECONDS)  # reads as stalled
+    session.add(row)
+    session.commit()
+
+
+async def published(request: Request, rid: str) -> None:
+    """Wait (a little) for the click that is relaying to finish, so both
+    clicks answer the same."""
+    for _ in range(int(TAKEOVER_SECONDS / 0.05)):
+        row = await in_session(request.app.state.engine, lambda s: s.get(Relay, rid))
+        if row.published_at is not None:
+            return
+        await asyncio.sleep(0.05)
 
 
 @router.get("/relays/{relay_id}", summary="What became of one of my relays")

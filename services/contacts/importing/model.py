@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from pydantic import ConfigDict, with_config
+
 
 @dataclass(frozen=True)
 class ContactDraft:
@@ -52,6 +54,7 @@ class ImportFormatError(ValueError):
 
 
 @dataclass(frozen=True)
+@with_config(ConfigDict(extra="forbid"))  # a misspelt field must not be dropped silently
 class ColumnMapping:
     """For a generic CSV: the header names that hold each kind of value."""
 
