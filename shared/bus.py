@@ -249,9 +249,14 @@ class Bus:
         await self.connect()
         await self.broker.start()
 
-    async def stored_messages(self, stream: StreamSpec) -> int:
-        info = await self.broker.connection.jetstream().stream_info(stream.name)
-        return info.state.messages
+    async def stored_messages(self, what: StreamSpec | SubjectSpec) -> int:
+        """How many messages a stream holds, or holds on one subject (a
+        stream may carry several: FEED has published and withdrawn)."""
+        js = self.broker.connection.jetstream()
+        if isinstance(what, StreamSpec):
+            return (await js.stream_info(what.name)).state.messages
+        info = await js.stream_info(what.stream.name, subjects_filter=what.pattern)
+        return sum((info.state.subjects or {}).values())
 
     async def stop(self) -> None:
         await self.broker.stop()
@@ -296,7 +301,7 @@ class Replay:
 
     async def prepare(self) -> None:
         await self.bus.connect()
-        if await self.bus.stored_messages(self.spec.stream) == 0:
+        if await self.bus.stored_messages(self.spec) == 0:
             self.caught_up.set()
 
     async def ready(self) -> tuple[bool, str]:

@@ -357,3 +357,24 @@ async def test_rejection_log_does_not_leak_a_bad_dict_key_or_field_name(nats_url
     rejected = [line for line in log_lines(err) if line["event"] == "event.rejected"]
     assert len(rejected) == 2 and any(line["reason"].startswith("audience") for line in rejected)
     assert "camille" not in err.lower()
+
+
+async def test_a_replay_of_one_subject_is_caught_up_when_its_stream_holds_only_others(nats_url):
+    """FEED holds published messages but no withdrawal yet: a replay of
+    withdrawals has nothing to wait for (a second `make run` hung on this)."""
+    from shared.bus import Replay
+    from shared.catalogue import MESSAGE_WITHDRAWN
+
+    feed = Bus(FEED, nats_url)
+    await feed.connect()
+    await feed.publish(MESSAGE_PUBLISHED, message("m1"), msg_id="m1")
+    assert await feed.stored_messages(FEED_STREAM) == 1
+    assert await feed.stored_messages(MESSAGE_WITHDRAWN) == 0
+    await feed.stop()
+
+    dispatcher = Bus(DISPATCH_EMAIL, nats_url)
+    seen = []
+    replay = Replay(dispatcher, MESSAGE_WITHDRAWN, seen.append)
+    await replay.prepare()
+    assert replay.caught_up.is_set() and seen == []
+    await dispatcher.stop()

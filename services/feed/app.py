@@ -1,11 +1,15 @@
-"""Wires feed together: settings, database, bus, routes, handlers."""
+"""Wires feed together: settings, database, bus, routes, handlers, the
+scheduler that publishes at embargo and withdraws at expiry."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI
-from prometheus_client import Counter
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 
-from services.feed import api, handlers
+from services.feed import handlers
+from services.feed.api import messages, staff, taxonomy
+from services.feed.api.deps import staff_authenticator
+from services.feed.publishing import MESSAGES_PUBLISHED, Scheduler
 from services.feed.settings import FeedSettings
 from services.feed.store import create_schema
 from shared.auth import hash_token
@@ -13,26 +17,39 @@ from shared.bus import Bus
 from shared.db import make_engine
 from shared.service import create_service_app
 
-MESSAGES_PUBLISHED = Counter(
-    "maillage_feed_campaign_messages_published_total", "Campaign messages published by staff."
-)
-
 
 def create_app(settings: FeedSettings | None = None) -> FastAPI:
     settings = settings or FeedSettings()
     engine = make_engine(settings.database_url)
     bus = Bus.for_service(settings)
     handlers.register(bus, engine)
+    scheduler = Scheduler(engine, bus, settings.scheduler_seconds)
 
     app = create_service_app(
         settings=settings,
         bus=bus,
         title="Maillage feed",
-        description="Staff publish campaign messages and see their aggregate reach.",
-        routers=[api.router],
+        description="Staff write, approve, publish and withdraw campaign messages, manage the "
+        "taxonomy and staff accounts, and see each message's aggregate reach.",
+        routers=[staff.me_router, staff.router, staff.audit_router, taxonomy.router, messages.drafts,
+                 messages.router],
         engine=engine,
         create_schema=create_schema,
-        authenticate=api.staff_authenticator(hash_token(settings.staff_token.get_secret_value())),
+        authenticate=staff_authenticator(engine, hash_token(settings.staff_token.get_secret_value())),
+        after_start=[scheduler.start],
+        on_stop=[scheduler.stop],
     )
+
+    @app.middleware("http")
+    async def limit_request_size(request: Request, call_next):
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > settings.max_request_bytes:
+            return JSONResponse(
+                {"detail": f"request body: {length} bytes, at most {settings.max_request_bytes}"},
+                status_code=413,
+            )
+        return await call_next(request)
+
     app.state.published_counter = MESSAGES_PUBLISHED
+    app.state.scheduler = scheduler
     return app

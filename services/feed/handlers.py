@@ -1,19 +1,24 @@
-"""Feed's NATS handlers: turn events into countable facts."""
+"""Feed's NATS handlers: turn events into countable facts.
+
+Each fact is keyed by the event's own id (suggestion: message + volunteer,
+relay id, job id) and inserted once, so a redelivered or duplicated event
+counts once; facts are joined only when read, so their order of arrival
+does not matter."""
 
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from services.feed.store import DeliveryFact, RelayFact, SuggestionFact, add_once
+from services.feed.store import DeliveryFact, RelayFact, SuggestionFact, SuggestionInterest, add_once
 from shared.bus import Bus
 from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import in_session
-from shared.events import DispatchResult, RelayRequested, Suggestion
+from shared.events import Channel, DispatchResult, RelayRequested, Suggestion
 
 
 def register(bus: Bus, engine: Engine) -> None:
-    async def record(row) -> None:
-        await in_session(engine, lambda s: add_once(s, row))
+    async def record(*rows) -> None:
+        await in_session(engine, lambda s: add_once(s, *rows))
 
     @bus.subscriber(SUGGESTION_MADE, durable="feed-suggestions", batch_size=64)
     async def count_suggestion(event: Suggestion, _msg) -> None:
@@ -22,7 +27,9 @@ def register(bus: Bus, engine: Engine) -> None:
                 message_id=event.message_id,
                 volunteer_id=event.volunteer_id,
                 audience_size=event.audience_size,
-            )
+            ),
+            *(SuggestionInterest(message_id=event.message_id, volunteer_id=event.volunteer_id, interest=i)
+              for i in sorted(set(event.matched_interests))),
         )
 
     @bus.subscriber(RELAY_REQUESTED, durable="feed-relays")
@@ -31,7 +38,10 @@ def register(bus: Bus, engine: Engine) -> None:
             RelayFact(
                 relay_id=event.relay_id,
                 message_id=event.message_id,
-                emails_queued=event.jobs_queued.get("email", 0),
+                volunteer_id=event.volunteer_id,
+                emails_queued=event.jobs_queued.get(Channel.email, 0),
+                mastodon_queued=event.jobs_queued.get(Channel.mastodon, 0),
+                bluesky_queued=event.jobs_queued.get(Channel.bluesky, 0),
             )
         )
 
@@ -41,7 +51,9 @@ def register(bus: Bus, engine: Engine) -> None:
             DeliveryFact(
                 job_id=event.job_id,
                 message_id=event.message_id,
+                volunteer_id=event.volunteer_id,
                 channel=event.channel.value,
                 status=event.status.value,
+                reason=event.reason,
             )
         )

@@ -1,4 +1,4 @@
-from pydantic import SecretStr
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import FEED
@@ -11,4 +11,13 @@ class FeedSettings(ServiceSettings):
 
     http_port: int = 8010
     database_url: str = "sqlite:///var/feed.db"
-    staff_token: SecretStr  # the bootstrap staff token; staff accounts come with roles later
+    # The bootstrap token: an admin that exists before any account does. It
+    # creates the staff accounts (each with its own token and role).
+    staff_token: SecretStr
+    limit_x: int = Field(default=280, ge=1, description="X: weighted characters of a short post")
+    limit_bluesky: int = Field(default=300, ge=1, description="Bluesky: graphemes of a short post")
+    limit_mastodon: int = Field(default=500, ge=1, description="Mastodon: characters of a short post")
+    k_anonymity: int = Field(default=5, ge=1, description="staff aggregates: cells under k are suppressed")
+    scheduler_seconds: float = Field(default=1.0, gt=0, le=60,
+                                     description="how often due embargoes and expiries are looked for")
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="larger requests get a 413")

@@ -1,34 +1,106 @@
-"""Feed's storage: messages and the facts its aggregates count.
+"""Feed's storage: staff accounts and their audit trail, the taxonomy,
+messages through their lifecycle, and the facts its aggregates count.
 
 Facts are keyed by the id of the event that produced them, so a redelivered
-event is counted once."""
+event is counted once; they are joined only when read, so events arriving
+out of order (a relay before its suggestion) count the same."""
 
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
-from sqlalchemy import JSON, Column, func
+from sqlalchemy import JSON, Column, Index, Text, func, inspect, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
 
-from services.feed.domain import MessageStats
-from shared.events import utcnow
+from services.feed.domain import MessageStats, State
+from shared.events import new_id, utcnow
+from shared.migrations import alembic_config, upgrade
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+# Feed may share a database with another service (tests, small setups):
+# its Alembic revisions are tracked in a table of its own.
+VERSION_TABLE = "feed_alembic_version"
 
 
 class FeedTable(SQLModel, registry=registry()):
     pass
 
 
+# -- staff ----------------------------------------------------------------------------------------
+
+
+class StaffAccount(FeedTable, table=True):
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    name: str = Field(max_length=200)
+    role: str = Field(max_length=16)
+    token_hash: str = Field(unique=True, max_length=64)  # SHA-256 of the token; the token is shown once
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(max_length=64)
+    revoked_at: datetime | None = None
+    revoked_by: str | None = Field(default=None, max_length=64)
+
+
+class AuditEntry(FeedTable, table=True):
+    """Who did what, when: every change staff (or the scheduler) make."""
+
+    __table_args__ = (Index("ix_audit_target", "target"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor_id: str = Field(max_length=64, index=True)
+    actor_name: str = Field(max_length=200)
+    actor_role: str = Field(max_length=16)
+    action: str = Field(max_length=64, index=True)
+    target: str | None = Field(default=None, max_length=200)
+    detail: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class TaxonomyVersion(FeedTable, table=True):
+    """Each taxonomy the campaign had; the latest is in force."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    digest: str = Field(max_length=64)
+    terms: list[dict] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+    created_by: str = Field(max_length=64)
+    announced_at: datetime | None = None  # published on NATS
+
+
+# -- messages -------------------------------------------------------------------------------------
+
+
 class Message(FeedTable, table=True):
+    __table_args__ = (Index("ix_message_due", "state", "publish_at"),
+                      Index("ix_message_expiry", "state", "expires_at"))
+
     id: str = Field(primary_key=True, max_length=64)
     title: str
-    body: str
+    body: str  # the Markdown source
+    body_html: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    link: str | None = Field(default=None, max_length=2000)
     interests: list[str] = Field(sa_column=Column(JSON, nullable=False))
+    regions: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    locales: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    priority: int = 1
     variants: dict = Field(sa_column=Column(JSON, nullable=False))
+    state: str = Field(default=State.draft.value, max_length=16)
+    publish_at: datetime | None = None
+    expires_at: datetime | None = None
     idempotency_key: str | None = Field(default=None, unique=True, max_length=200)
+    created_by: str | None = Field(default=None, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    approved_by: str | None = Field(default=None, max_length=64)
+    approved_at: datetime | None = None
     published_at: datetime | None = None
+    withdrawn_at: datetime | None = None
+    withdrawn_reason: str | None = Field(default=None, max_length=16)
+
+
+# -- facts ------------------------------------------------------------------------------------------
 
 
 class SuggestionFact(FeedTable, table=True):
@@ -37,32 +109,87 @@ class SuggestionFact(FeedTable, table=True):
     audience_size: int
 
 
+class SuggestionInterest(FeedTable, table=True):
+    """The interests a suggestion matched: the per-interest breakdown."""
+
+    message_id: str = Field(primary_key=True, max_length=64)
+    volunteer_id: str = Field(primary_key=True, max_length=64)
+    interest: str = Field(primary_key=True, max_length=64)
+
+
 class RelayFact(FeedTable, table=True):
+    __table_args__ = (Index("ix_relayfact_volunteer", "message_id", "volunteer_id"),)
+
     relay_id: str = Field(primary_key=True, max_length=64)
     message_id: str = Field(index=True, max_length=64)
+    volunteer_id: str | None = Field(default=None, max_length=64)
     emails_queued: int
+    mastodon_queued: int = 0
+    bluesky_queued: int = 0
 
 
 class DeliveryFact(FeedTable, table=True):
+    __table_args__ = (Index("ix_deliveryfact_volunteer", "message_id", "volunteer_id"),)
+
     job_id: str = Field(primary_key=True, max_length=64)
     message_id: str = Field(index=True, max_length=64)
+    volunteer_id: str | None = Field(default=None, max_length=64)
     channel: str
     status: str
+    reason: str | None = Field(default=None, max_length=200)
+
+
+# -- schema ---------------------------------------------------------------------------------------
+
+# Tables of the schema feed had before it was migrated by Alembic.
+_BASELINE_TABLES = {"message", "suggestionfact", "relayfact", "deliveryfact"}
 
 
 def create_schema(engine) -> None:
-    FeedTable.metadata.create_all(engine)
+    """Bring the database to the current schema with Alembic. A database
+    made before feed had migrations (its tables there, no version table) is
+    first stamped at the baseline revision."""
+    tables = set(inspect(engine).get_table_names())
+    if _BASELINE_TABLES <= tables and VERSION_TABLE not in tables:
+        from alembic import command
+
+        cfg = alembic_config(MIGRATIONS)
+        with engine.begin() as connection:
+            cfg.attributes["connection"] = connection
+            command.stamp(cfg, "0001")
+    upgrade(engine, MIGRATIONS)
 
 
-def add_once(session: Session, row: FeedTable) -> bool:
-    """Insert ``row`` unless its key is already there; True if inserted."""
-    session.add(row)
+def add_once(session: Session, *rows: FeedTable) -> bool:
+    """Insert ``rows`` (in one transaction) unless their key is already
+    there; True if inserted."""
+    session.add_all(rows)
     try:
         session.commit()
     except IntegrityError:
         session.rollback()
         return False
     return True
+
+
+def transition(session: Session, message_id: str, sources: tuple[State, ...], target: State,
+               **values: object) -> bool:
+    """Move a message from one of ``sources`` to ``target`` unless another
+    request moved it first; True for the one that did. The caller commits
+    (with its audit row)."""
+    done = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.state.in_([s.value for s in sources]))
+        .values(state=target.value, updated_at=utcnow(), **values)
+    )
+    return done.rowcount == 1
+
+
+# -- queries ---------------------------------------------------------------------------------------
+
+
+def current_taxonomy(session: Session) -> TaxonomyVersion | None:
+    return session.exec(select(TaxonomyVersion).order_by(TaxonomyVersion.id.desc()).limit(1)).first()
 
 
 def message_stats(session: Session, message_id: str) -> MessageStats:
@@ -85,3 +212,52 @@ def message_stats(session: Session, message_id: str) -> MessageStats:
         emails_delivered=count(delivered.where(DeliveryFact.status == "delivered")),
         emails_failed=count(delivered.where(DeliveryFact.status == "failed")),
     )
+
+
+def reach_counts(session: Session, message_id: str) -> dict:
+    """Raw counts for the reach of one message (suppressed by the caller)."""
+    suggested, audience = session.exec(
+        select(func.count(), func.coalesce(func.sum(SuggestionFact.audience_size), 0))
+        .where(SuggestionFact.message_id == message_id)
+    ).one()
+    relays, email_q, mastodon_q, bluesky_q = session.exec(
+        select(func.count(), func.coalesce(func.sum(RelayFact.emails_queued), 0),
+               func.coalesce(func.sum(RelayFact.mastodon_queued), 0),
+               func.coalesce(func.sum(RelayFact.bluesky_queued), 0))
+        .where(RelayFact.message_id == message_id)
+    ).one()
+    results = session.exec(
+        select(DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason, func.count())
+        .where(DeliveryFact.message_id == message_id)
+        .group_by(DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason)
+    ).all()
+
+    si = SuggestionInterest
+    by_interest: dict[str, dict[str, int]] = {}
+    for interest, n, aud in session.exec(
+        select(si.interest, func.count(), func.coalesce(func.sum(SuggestionFact.audience_size), 0))
+        .join(SuggestionFact, (SuggestionFact.message_id == si.message_id)
+              & (SuggestionFact.volunteer_id == si.volunteer_id), isouter=True)
+        .where(si.message_id == message_id).group_by(si.interest)
+    ).all():
+        by_interest[interest] = {"volunteers_suggested": n, "audience": aud, "relays": 0, "reached": 0}
+    for interest, n in session.exec(
+        select(si.interest, func.count(RelayFact.relay_id))
+        .join(RelayFact, (RelayFact.message_id == si.message_id) & (RelayFact.volunteer_id == si.volunteer_id))
+        .where(si.message_id == message_id).group_by(si.interest)
+    ).all():
+        by_interest[interest]["relays"] = n
+    for interest, n in session.exec(
+        select(si.interest, func.count(DeliveryFact.job_id))
+        .join(DeliveryFact, (DeliveryFact.message_id == si.message_id)
+              & (DeliveryFact.volunteer_id == si.volunteer_id))
+        .where(si.message_id == message_id, DeliveryFact.status == "delivered").group_by(si.interest)
+    ).all():
+        by_interest[interest]["reached"] = n
+
+    return {
+        "volunteers_suggested": suggested, "audience": audience, "relays": relays,
+        "queued": {"email": email_q, "mastodon": mastodon_q, "bluesky": bluesky_q},
+        "results": [(channel, status, reason, n) for channel, status, reason, n in results],
+        "by_interest": by_interest,
+    }
