@@ -70,17 +70,22 @@ def test_run_is_ready_seeded_and_idempotent(tmp_path: Path):
 def test_ctrl_c_stops_every_process_it_started(tmp_path: Path):
     var = tmp_path / "var"
     proc = launch(var, "--no-seed")
-    deadline = time.monotonic() + 90
-    lines = []
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        lines.append(line)
-        if "Maillage is up" in line or not line:
-            break
-    assert "Maillage is up" in "".join(lines), "".join(lines)
-    children = children_of(proc.pid)
-    assert len(children) == 6, children  # nats, the sink, four services
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(60) == 0
-    time.sleep(0.5)
-    assert [pid for pid in children if alive(pid)] == []
+    try:
+        deadline = time.monotonic() + 90
+        lines = []
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            lines.append(line)
+            if "Maillage is up" in line or not line:
+                break
+        assert "Maillage is up" in "".join(lines), "".join(lines)
+        children = children_of(proc.pid)
+        assert len(children) == 6, children  # nats, the sink, four services
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(60) == 0
+        time.sleep(0.5)
+        assert [pid for pid in children if alive(pid)] == []
+    finally:
+        if proc.poll() is None:  # a failed assertion must not leave the system running
+            proc.send_signal(signal.SIGINT)
+            proc.wait(60)
