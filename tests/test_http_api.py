@@ -945,7 +945,7 @@ def test_health_readiness_and_metrics(feed: TestClient, contacts: TestClient, ma
     expected_checks = {
         "feed": {"nats", "database"},
         "contacts": {"nats", "database"},
-        "matcher": {"nats", "index"},
+        "matcher": {"nats", "index", "taxonomy", "queue"},
         "dispatch-email": {"nats", "smtp", "suppressions", "withdrawals"},
     }
     for service, client in {"feed": feed, "contacts": contacts, "matcher": matcher, "dispatch-email": dispatch}.items():
