@@ -61,6 +61,7 @@ from shared.catalogue import DISPATCH_JOBS_STREAM, PROFILE_UPDATED, SUPPRESSIONS
 from shared.links import LinkSigner
 from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
 from tests.conftest import NatsServer, start_nats
+from tests.waiting import poll
 
 T = TypeVar("T")
 
@@ -103,17 +104,6 @@ BAD_AUTHORIZATIONS: dict[str, dict[str, str]] = {
     "basic scheme": {"Authorization": f"Basic {STAFF_TOKEN}"},
     "token without scheme": {"Authorization": STAFF_TOKEN},
 }
-
-
-def poll(fetch: Callable[[], T], until: Callable[[T], bool], timeout: float = 15.0, what: str = "condition") -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(0.05)
 
 
 def concurrently(n: int, call: Callable[[], Any]) -> list[tuple[int | str, Any]]:

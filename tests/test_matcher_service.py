@@ -36,6 +36,7 @@ from shared.events import (
     utcnow,
 )
 from shared.settings import CommonSettings
+from tests.waiting import poll
 
 VARIANTS = Variants.model_validate({"email": {"subject": "Écoles", "body": "…"}})
 MESSAGE = MessagePublished(message_id="m-schools", title="Écoles", body="…", interests=("education",),
@@ -91,19 +92,8 @@ def pairs(found: list[dict]) -> list[tuple[str, str]]:
     return sorted((s["message_id"], s["volunteer_id"]) for s in found)
 
 
-def wait_for(fetch, until, timeout: float = 15.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = fetch()
-        if until(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last value: {value!r}")
-        time.sleep(0.05)
-
-
 def wait_ready(client: TestClient) -> dict:
-    return wait_for(lambda: client.get("/readyz").json(), lambda r: r["ready"], what="/readyz")
+    return poll(lambda: client.get("/readyz").json(), lambda r: r["ready"], what="/readyz")
 
 
 def metric(name: str, **labels: str) -> float:
@@ -136,7 +126,7 @@ def test_matcher_rebuilds_profiles_on_start_and_suggests_once(nats_url):
         # later under another id: one suggestion per volunteer all the same
         asyncio.run(feed_publish(nats_url, (MESSAGE, MESSAGE.message_id), (MESSAGE, MESSAGE.message_id),
                                  (MESSAGE, "republished-by-mistake")))
-        wait_for(lambda: metric("maillage_matcher_rejected_total", reason="duplicate_message"),
+        poll(lambda: metric("maillage_matcher_rejected_total", reason="duplicate_message"),
                  lambda v: v == duplicates + 1, what="the duplicate to be refused")
         found = asyncio.run(stored_suggestions(nats_url))
         assert pairs(found) == [("m-schools", "alice"), ("m-schools", "carol")]
@@ -154,7 +144,7 @@ def test_targeted_message_reaches_only_volunteers_with_contacts_in_its_regions(n
     with TestClient(create_app(settings(nats_url))) as client:
         wait_ready(client)
         asyncio.run(feed_publish(nats_url, (message("breizh", regions=("bretagne",), priority=3), "breizh")))
-        found = wait_for(lambda: asyncio.run(stored_suggestions(nats_url)), lambda f: len(f) >= 2)
+        found = poll(lambda: asyncio.run(stored_suggestions(nats_url)), lambda f: len(f) >= 2)
         assert pairs(found) == [("breizh", "alice"), ("breizh", "carol")]  # broad, but only in Bretagne
         assert {s["volunteer_id"]: s["score"] for s in found} == {"alice": 12.0, "carol": 8.0}
 
@@ -172,7 +162,7 @@ def test_quiet_hours_queue_survives_a_restart_withdrawals_empty_it_and_nothing_g
         wait_ready(client)
         asyncio.run(feed_publish(nats_url, (message("m1", "education"), "m1"),
                                  (message("m2", "education", priority=2), "m2")))
-        wait_for(lambda: client.get("/readyz").json()["checks"]["queue"]["detail"], lambda d: d == "4 waiting")
+        poll(lambda: client.get("/readyz").json()["checks"]["queue"]["detail"], lambda d: d == "4 waiting")
         assert metric("maillage_matcher_suggestions_queued_total") == queued + 4
 
     # withdrawn while no matcher runs; the restarted one rebuilds its queues from FEED
@@ -185,14 +175,14 @@ def test_quiet_hours_queue_survives_a_restart_withdrawals_empty_it_and_nothing_g
 
         # a withdrawal while it runs empties the queue of that message
         asyncio.run(feed_publish(nats_url, (message("m3", "education"), "m3")))
-        wait_for(lambda: len(matcher.queue), lambda n: n == 4, what="m3 to wait")
+        poll(lambda: len(matcher.queue), lambda n: n == 4, what="m3 to wait")
         asyncio.run(feed_publish(nats_url, (MessageWithdrawn(message_id="m3"), "m3:withdrawn")))
-        wait_for(lambda: len(matcher.queue), lambda n: n == 2, what="m3 to leave the queues")
+        poll(lambda: len(matcher.queue), lambda n: n == 2, what="m3 to leave the queues")
         assert metric("maillage_matcher_suggestions_dropped_total", reason="withdrawn") == dropped + 2
         assert asyncio.run(stored_suggestions(nats_url)) == []
 
         clock.shift = timedelta(hours=3)  # the quiet hours are over
-        found = wait_for(lambda: asyncio.run(stored_suggestions(nats_url)), lambda f: len(f) >= 2)
+        found = poll(lambda: asyncio.run(stored_suggestions(nats_url)), lambda f: len(f) >= 2)
         assert pairs(found) == [("m2", "alice"), ("m2", "bob")]
 
     # a third start, after the release: it rebuilds the same state and publishes nothing again
@@ -208,7 +198,7 @@ def test_the_daily_cap_holds_lower_priority_suggestions_back(nats_url):
         wait_ready(client)
         asyncio.run(feed_publish(nats_url, *[(message(f"m{i}", "education", priority=p), f"m{i}")
                                              for i, p in enumerate((1, 1, 3))]))
-        wait_for(lambda: len(client.app.state.matcher.queue), lambda n: n == 1, what="one to wait")
+        poll(lambda: len(client.app.state.matcher.queue), lambda n: n == 1, what="one to wait")
         found = asyncio.run(stored_suggestions(nats_url))
         assert pairs(found) == [("m0", "alice"), ("m1", "alice")]
         assert [p.message_id for p in client.app.state.matcher.queue.waiting("alice")] == ["m2"]
@@ -234,13 +224,13 @@ def test_bad_profiles_are_trimmed_or_counted_and_nothing_crashes(nats_url):
         assert ready["checks"]["taxonomy"] == {"ok": True, "detail": "2 terms"}
         assert metric("maillage_matcher_rejected_total", reason="unknown_interest") == unknown + 1
         asyncio.run(garbage_then_an_old_profile())
-        wait_for(lambda: metric("maillage_matcher_rejected_total", reason="out_of_order_profile"),
+        poll(lambda: metric("maillage_matcher_rejected_total", reason="out_of_order_profile"),
                  lambda v: v == stale + 1, what="the old profile to be ignored")
         assert metric("maillage_messages_failed_total", service="matcher", subject="contacts.profiles.*",
                       reason="invalid_payload") == invalid + 1
         asyncio.run(feed_publish(nats_url, (message("stars", "astrology"), "stars"),
                                  (message("schools", "education"), "schools")))
-        found = wait_for(lambda: asyncio.run(stored_suggestions(nats_url)), lambda f: len(f) >= 1)
+        found = poll(lambda: asyncio.run(stored_suggestions(nats_url)), lambda f: len(f) >= 1)
         time.sleep(0.3)
         assert pairs(asyncio.run(stored_suggestions(nats_url))) == [("schools", "alice")]
         assert found[0]["audience_size"] == 2
