@@ -38,7 +38,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 import pytest
@@ -63,7 +63,6 @@ from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
 from tests.conftest import NatsServer, start_nats
 from tests.waiting import poll
 
-T = TypeVar("T")
 
 # Public by design: probes, metrics, and the API documents (OpenAPI, AsyncAPI),
 # which describe the interfaces and hold no data.
