@@ -14,7 +14,8 @@ from services.matcher.domain import partition_of
 from shared.bus import Bus
 from shared.catalogue import CONTACTS, PROFILE_UPDATED
 from shared.events import InterestProfile
-from tests.test_matcher_service import feed_publish, message, settings, stored_suggestions, wait_for, wait_ready
+from tests.test_matcher_service import feed_publish, message, settings, stored_suggestions, wait_ready
+from tests.waiting import poll
 
 VOLUNTEERS = [f"vol-{i:03d}" for i in range(200)]
 
@@ -57,7 +58,7 @@ def test_two_replicas_suggest_to_every_matching_volunteer_exactly_once(nats_url)
         assert {app.state.matcher.durable for app in apps} == {"matcher-messages-0-of-2", "matcher-messages-1-of-2"}
 
         asyncio.run(feed_publish(nats_url, (message("m1", "education", regions=("idf",)), "m1")))
-        found = wait_for(lambda: by_message(nats_url, "m1"), lambda f: len(f) >= len(want), what="m1's suggestions")
+        found = poll(lambda: by_message(nats_url, "m1"), lambda f: len(f) >= len(want), what="m1's suggestions")
         assert found == sorted(want)  # no one missed, no one twice
         assert {v for v in found if partition_of(v, 2) == 0} and {v for v in found if partition_of(v, 2) == 1}
 
@@ -65,10 +66,10 @@ def test_two_replicas_suggest_to_every_matching_volunteer_exactly_once(nats_url)
         # message, it replays its profiles and catches up
         replica1.close()
         asyncio.run(feed_publish(nats_url, (message("m2", "education", regions=("idf",)), "m2")))
-        wait_for(lambda: by_message(nats_url, "m2"), lambda f: f and all(partition_of(v, 2) == 0 for v in f)
+        poll(lambda: by_message(nats_url, "m2"), lambda f: f and all(partition_of(v, 2) == 0 for v in f)
                  and len(f) == len({v for v in want if partition_of(v, 2) == 0}), what="replica 0's part of m2")
         with TestClient(create_app(settings(nats_url, partition=1, partitions=2))) as restarted:
             wait_ready(restarted)
-            found = wait_for(lambda: by_message(nats_url, "m2"), lambda f: len(f) >= len(want), what="all of m2")
+            found = poll(lambda: by_message(nats_url, "m2"), lambda f: len(f) >= len(want), what="all of m2")
             assert found == sorted(want)
         assert by_message(nats_url, "m1") == sorted(want)  # m1 was not suggested again
