@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test docs clean bench-import
+.PHONY: help install run test docs clean bench-import bench-matcher
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -26,6 +26,9 @@ test: install ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
 
 bench-import: install ## contacts import rows/s vs raw csv + bulk insert (BENCH_ARGS="--rows 100000")
 	$(PY) -m bench.import_bench $(BENCH_ARGS)
+
+bench-matcher: install ## matcher: index, match, suggestions/s vs raw publish_async, memory (BENCH_ARGS="--volunteers 100000")
+	$(PY) -m bench.matcher_bench $(BENCH_ARGS)
 
 docs: install ## regenerate the README's subject table and docs/asyncapi.json from shared/catalogue.py
 	$(PY) -m tools.subjects_table --write README.md --asyncapi docs/asyncapi.json

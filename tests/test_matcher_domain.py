@@ -135,6 +135,8 @@ def test_unknown_interests_are_left_out_and_reported_once_a_taxonomy_exists():
     # the taxonomy grows: what was kept aside counts again
     index.set_taxonomy({"education", "astrology"})
     assert [m.volunteer_id for m in index.match(message("astrology"))] == ["alice"]
+    assert index.set_taxonomy([]) == {} and index.taxonomy is None  # empty: no taxonomy, all count
+    assert [m.volunteer_id for m in index.match(message("horoscope"))] == ["bob"]
 
 
 def test_an_out_of_order_profile_says_why_it_was_ignored():

@@ -37,7 +37,7 @@ def planner(cap: int = 5, **profiles: dict[str, int]) -> Planner:
 def test_a_message_becomes_one_suggestion_per_matching_volunteer_with_a_stable_id_and_score():
     p = planner()
     decision = p.handle(message("m1", "education", priority=2), seq=1, stored_at=at(3, 10), now=at(3, 10))
-    by_vol = {s.volunteer_id: s for s in decision.publish}
+    by_vol = {s.volunteer_id: s for s in decision.suggestions()}
     assert set(by_vol) == {"alice", "bob"} and decision.new == 2 and decision.rejected is None
     assert by_vol["alice"].suggestion_id == suggestion_id("m1", "alice")
     assert (by_vol["alice"].audience_size, by_vol["alice"].score) == (3, 6.0)
@@ -48,7 +48,7 @@ def test_a_redelivered_message_is_published_again_under_the_same_ids_and_a_dupli
     p = planner()
     first = p.handle(message("m1", "transport"), seq=7, stored_at=at(3, 10), now=at(3, 10))
     again = p.handle(message("m1", "transport"), seq=7, stored_at=at(3, 10), now=at(3, 10, 1))
-    assert sorted(s.suggestion_id for s in again.publish) == sorted(s.suggestion_id for s in first.publish)
+    assert sorted(s.suggestion_id for s in again.suggestions()) == sorted(s.suggestion_id for s in first.suggestions())
     assert (again.new, again.republished) == (0, 2)
     duplicate = p.handle(message("m1", "transport"), seq=9, stored_at=at(3, 10, 2), now=at(3, 10, 2))
     assert duplicate.publish == [] and duplicate.rejected == "duplicate_message"
@@ -142,7 +142,8 @@ def test_a_rebuild_publishes_again_what_went_out_within_the_dedupe_window():
     history = _history()
     decision = planner(2).rebuild(history, at(4, 9, 1))
     assert sorted((s.message_id, s.volunteer_id) for s in decision.publish) == [("f", "alice")]
-    assert decision.publish[0].suggestion_id == suggestion_id("f", "alice")
+    [event] = decision.suggestions()
+    assert event.suggestion_id == suggestion_id("f", "alice") and event.occurred_at == at(4, 9, 1)
 
 
 def test_a_message_stored_while_the_matcher_was_down_goes_out_when_the_durable_consumer_delivers_it():

@@ -130,6 +130,9 @@ def processes(cfg: StackConfig) -> list[Proc]:
         }, f"{cfg.url('contacts')}/readyz"),
         Proc("matcher", [py, "-m", "services.matcher"], {
             "MAILLAGE_MATCHER_HTTP_PORT": str(p.matcher),
+            # a local run (and the end-to-end tests) suggests at any hour
+            "MAILLAGE_MATCHER_QUIET_START": "0",
+            "MAILLAGE_MATCHER_QUIET_END": "0",
         }, f"{cfg.url('matcher')}/readyz"),
         Proc("dispatch-email", [py, "-m", "services.dispatch", "email"], {
             "MAILLAGE_DISPATCH_EMAIL_HTTP_PORT": str(p.dispatch_email),

@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import datetime
-
 from shared.events import InterestProfile, MessagePublished
 
 
@@ -93,40 +91,39 @@ class Indexed:
         return self.changed
 
 
+Keys = tuple[str, ...]
+Values = tuple[int, ...]
+
+
 class _Entry:
-    """One volunteer's profile as the index keeps it: interned names, no
-    zero counts, no pydantic object (a hundred thousand of them add up)."""
+    """One volunteer's profile as the index keeps it, compactly (a hundred
+    thousand of them add up): each count map is a sorted tuple of names,
+    shared between the volunteers who have the same ones, and a tuple of
+    counts; no zero counts, no pydantic object."""
 
-    __slots__ = ("raw", "audience", "regions", "locales", "updated", "reach")
+    __slots__ = ("raw_k", "raw_v", "aud_k", "aud_v", "reg_k", "reg_v", "loc_k", "loc_v", "updated", "reach")
 
-    def __init__(self, raw: dict[str, int], regions: dict[str, int], locales: dict[str, int],
-                 updated: datetime) -> None:
-        self.raw = raw  # every interest with contacts, known or not (the taxonomy may grow)
-        self.audience: dict[str, int] = raw
-        self.regions = regions
-        self.locales = locales
+    def __init__(self, raw: tuple[Keys, Values], regions: tuple[Keys, Values], locales: tuple[Keys, Values],
+                 updated: float) -> None:
+        # raw: every interest with contacts, known or not (the taxonomy may grow)
+        self.raw_k, self.raw_v = raw
+        self.aud_k, self.aud_v = raw
+        self.reg_k, self.reg_v = regions
+        self.loc_k, self.loc_v = locales
         self.updated = updated
         self.reach = 0
 
-    def filter(self, taxonomy: frozenset[str] | None) -> tuple[str, ...]:
+    def filter(self, taxonomy: frozenset[str] | None, share: Callable[[Keys], Keys]) -> Keys:
         """Keep the known interests; returns the unknown ones."""
         if taxonomy is None:
-            self.audience = self.raw
-            unknown: tuple[str, ...] = ()
+            self.aud_k, self.aud_v = self.raw_k, self.raw_v
+            unknown: Keys = ()
         else:
-            self.audience = {i: n for i, n in self.raw.items() if is_known_interest(i, taxonomy)}
-            unknown = tuple(sorted(i for i in self.raw if i not in self.audience))
-        self.reach = max(max(self.audience.values(), default=0),
-                         sum(self.regions.values()), sum(self.locales.values()))
+            kept = [(k, v) for k, v in zip(self.raw_k, self.raw_v) if is_known_interest(k, taxonomy)]
+            self.aud_k, self.aud_v = share(tuple(k for k, _ in kept)), tuple(v for _, v in kept)
+            unknown = tuple(k for k in self.raw_k if not is_known_interest(k, taxonomy))
+        self.reach = max(max(self.aud_v, default=0), sum(self.reg_v), sum(self.loc_v))
         return unknown
-
-
-_EMPTY: dict[str, int] = {}
-
-
-def _counts(counts: dict[str, int]) -> dict[str, int]:
-    kept = {sys.intern(k): n for k, n in counts.items() if n > 0}
-    return kept or _EMPTY
 
 
 class ProfileIndex:
@@ -141,6 +138,14 @@ class ProfileIndex:
         self._by_region: dict[str, set[str]] = {}
         self._by_locale: dict[str, set[str]] = {}
         self._reachable: set[str] = set()  # volunteers with any confirmed contact
+        self._keys: dict[Keys, Keys] = {}  # one tuple per distinct set of names
+
+    def _share(self, keys: Keys) -> Keys:
+        return self._keys.setdefault(keys, keys)
+
+    def _compact(self, counts: dict[str, int]) -> tuple[Keys, Values]:
+        kept = sorted((k, n) for k, n in counts.items() if n > 0)
+        return self._share(tuple(sys.intern(k) for k, _ in kept)), tuple(n for _, n in kept)
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -161,11 +166,12 @@ class ProfileIndex:
         if not self.partition.owns(vol):
             return Indexed(False, "other_partition")
         old = self._entries.get(vol)
-        if old is not None and profile.occurred_at < old.updated:
+        updated = profile.occurred_at.timestamp()
+        if old is not None and updated < old.updated:
             return Indexed(False, "out_of_order")
-        raw = _counts({i: sum(per_channel.values()) for i, per_channel in profile.audience.items()})
-        entry = _Entry(raw, _counts(profile.regions), _counts(profile.locales), profile.occurred_at)
-        unknown = entry.filter(self.taxonomy)
+        raw = self._compact({i: sum(per_channel.values()) for i, per_channel in profile.audience.items()})
+        entry = _Entry(raw, self._compact(profile.regions), self._compact(profile.locales), updated)
+        unknown = entry.filter(self.taxonomy, self._share)
         vol = sys.intern(vol)
         if old is not None:
             self._unlink(vol, old)
@@ -175,28 +181,29 @@ class ProfileIndex:
 
     def set_taxonomy(self, names: Iterable[str]) -> dict[str, tuple[str, ...]]:
         """Apply a new taxonomy to every held profile (it changes rarely).
-        Returns, per volunteer, the interests now left out."""
-        self.taxonomy = frozenset(names)
+        Returns, per volunteer, the interests now left out. An empty
+        taxonomy is none at all, as contacts has it."""
+        self.taxonomy = frozenset(names) or None
         left_out = {}
         for vol, entry in self._entries.items():
             self._unlink(vol, entry)
-            unknown = entry.filter(self.taxonomy)
+            unknown = entry.filter(self.taxonomy, self._share)
             self._link(vol, entry)
             if unknown:
                 left_out[vol] = unknown
         return left_out
 
     def _link(self, vol: str, entry: _Entry) -> None:
-        for table, keys in ((self._by_interest, entry.audience), (self._by_region, entry.regions),
-                            (self._by_locale, entry.locales)):
+        for table, keys in ((self._by_interest, entry.aud_k), (self._by_region, entry.reg_k),
+                            (self._by_locale, entry.loc_k)):
             for key in keys:
                 table.setdefault(key, set()).add(vol)
         if entry.reach:
             self._reachable.add(vol)
 
     def _unlink(self, vol: str, entry: _Entry) -> None:
-        for table, keys in ((self._by_interest, entry.audience), (self._by_region, entry.regions),
-                            (self._by_locale, entry.locales)):
+        for table, keys in ((self._by_interest, entry.aud_k), (self._by_region, entry.reg_k),
+                            (self._by_locale, entry.loc_k)):
             for key in keys:
                 members = table.get(key)
                 if members is not None:
@@ -234,15 +241,15 @@ class ProfileIndex:
         for vol in sorted(self.candidates(message)):
             entry = self._entries[vol]
             if wanted:
-                matched = tuple(sorted(i for i in entry.audience if i in wanted))
-                size = max(entry.audience[i] for i in matched)
+                matched = tuple(k for k in entry.aud_k if k in wanted)
+                size = max(v for k, v in zip(entry.aud_k, entry.aud_v) if k in wanted)
             else:
-                matched = tuple(sorted(entry.audience))
+                matched = entry.aud_k  # sorted, and shared
                 size = entry.reach
             if regions:
-                size = min(size, sum(entry.regions.get(r, 0) for r in regions))
+                size = min(size, sum(v for k, v in zip(entry.reg_k, entry.reg_v) if k in regions))
             if locales:
-                size = min(size, sum(entry.locales.get(loc, 0) for loc in locales))
+                size = min(size, sum(v for k, v in zip(entry.loc_k, entry.loc_v) if k in locales))
             matches.append(Match(vol, matched, size))
         return matches
 

@@ -15,8 +15,9 @@ Subscriptions (all through ``shared.bus``):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -67,7 +68,6 @@ class FeedHistory:
     through its durable consumer instead."""
 
     SPECS = (MESSAGE_PUBLISHED, MESSAGE_WITHDRAWN)
-    QUIET_SECONDS = 5.0
 
     def __init__(self, bus: Bus, on_withdrawal: Callable[[MessageWithdrawn], Coroutine[Any, Any, None]]) -> None:
         self.bus = bus
@@ -75,10 +75,9 @@ class FeedHistory:
         self.caught_up = asyncio.Event()
         self.live = False
         self._on_withdrawal = on_withdrawal
-        self._expected: int | None = None
-        self._seen = {spec.pattern: 0 for spec in self.SPECS}
+        # each subject is caught up once its last stored message is read, or at
+        # once when it holds none (an empty subject delivers nothing)
         self._done = {spec.pattern: False for spec in self.SPECS}
-        self._last_event = time.monotonic()
         for spec in self.SPECS:
             self._subscribe(spec)
 
@@ -91,37 +90,19 @@ class FeedHistory:
                 return
             meta = msg.raw_message.metadata
             self.records.append(Stored(meta.sequence.stream, meta.timestamp, event))
-            self._seen[spec.pattern] += 1
-            self._last_event = time.monotonic()
             if meta.num_pending == 0:
-                self._done[spec.pattern] = True
-            self._check()
+                self._caught_up(spec)
 
-    def _check(self) -> None:
-        """Caught up when each subject has delivered its last stored message
-        (num_pending 0), or delivered nothing while the stream's count at
-        start has been read: a subject without messages says nothing."""
-        if self.caught_up.is_set() or self._expected is None:
-            return
-        complete = sum(self._seen.values()) >= self._expected
-        if all(done or (complete and self._seen[p] == 0) for p, done in self._done.items()):
+    def _caught_up(self, spec: SubjectSpec) -> None:
+        self._done[spec.pattern] = True
+        if all(self._done.values()):
             self.caught_up.set()
 
     async def prepare(self) -> None:
         await self.bus.connect()
-        self._expected = await self.bus.stored_messages(FEED_STREAM)
-        if self._expected == 0:
-            self.caught_up.set()
-
-    async def watch(self) -> None:
-        """A message aged out of FEED between the count and the replay would
-        keep ``_check`` waiting: after a quiet spell, what was read is all."""
-        while not self.caught_up.is_set():
-            await asyncio.sleep(1.0)
-            quiet = time.monotonic() - self._last_event > self.QUIET_SECONDS
-            if quiet and all(done or self._seen[p] == 0 for p, done in self._done.items()):
-                log.warning("feed.replay.assumed_complete", read=sum(self._seen.values()), expected=self._expected)
-                self.caught_up.set()
+        for spec in self.SPECS:
+            if await self.bus.stored_messages(spec) == 0:
+                self._caught_up(spec)
 
     def take(self) -> list[Stored]:
         """What was replayed; from now on, only withdrawals pass, live."""
@@ -130,8 +111,9 @@ class FeedHistory:
         return records
 
 
-
 class Matcher:
+    CHUNK = 2000  # suggestions per publish_many call
+
     def __init__(self, bus: Bus, settings: MatcherSettings | None = None, *, clock: Clock = utcnow) -> None:
         settings = settings or MatcherSettings()
         self.bus = bus
@@ -189,7 +171,7 @@ class Matcher:
             if decision.rejected:
                 log.warning("message.rejected", message_id=message.message_id, reason=decision.rejected)
                 return
-            await self._publish(decision.publish)  # an error: nacked, redelivered, published again
+            await self._publish(decision.suggestions())  # an error: nacked, redelivered, published again
             if not decision.republished:
                 MESSAGES_MATCHED.inc()
             log.info("message.matched", message_id=message.message_id, partition=str(self.partition),
@@ -208,7 +190,6 @@ class Matcher:
         await self.taxonomy.prepare()
         await self.profiles.prepare()
         await self.history.prepare()
-        self._spawn(self.history.watch())
         self._spawn(self._rebuild())
 
     async def start_background(self) -> None:
@@ -234,7 +215,7 @@ class Matcher:
                  published_again=decision.republished, assumed_released=decision.assumed_released)
         self.rebuilt.set()
         REPUBLISHED.inc(decision.republished)
-        await self._publish(decision.publish, retry=True)
+        await self._publish(decision.suggestions(), retry=True)
 
     async def _release_loop(self) -> None:
         await self.rebuilt.wait()
@@ -246,28 +227,29 @@ class Matcher:
                 if decision.publish or decision.dropped:
                     log.info("queue.released", released=decision.released, dropped=dict(decision.dropped),
                              waiting=len(self.queue))
-                await self._publish(decision.publish, retry=True)
+                await self._publish(decision.suggestions(), retry=True)
             except Exception as exc:  # the loop must outlive one bad pass
                 log.error("queue.release_failed", error=type(exc).__name__)
 
     # -- publishing ------------------------------------------------------------------------
 
-    async def _publish(self, suggestions: list[Suggestion], *, retry: bool = False) -> None:
-        """Publish with Nats-Msg-Id = suggestion id. With ``retry`` (no
-        message to nack), what fails is kept and tried at the next pass."""
+    async def _publish(self, suggestions: Iterable[Suggestion], *, retry: bool = False) -> None:
+        """Publish with Nats-Msg-Id = suggestion id, in chunks: each chunk's
+        events are built while the previous one is acked, and the event loop
+        never holds a hundred thousand tasks at once. With ``retry`` (there
+        is no message to nack), what fails is kept and tried at the next pass."""
         if retry:
-            suggestions, self._unsent = self._unsent + suggestions, []
-        if not suggestions:
-            return
-        try:
-            await self.bus.publish_many(
-                SUGGESTION_MADE, ((s, (s.volunteer_id,), s.suggestion_id) for s in suggestions)
-            )
-        except Exception as exc:
-            if not retry:
-                raise
-            self._unsent = suggestions
-            log.error("suggestions.publish_failed", count=len(suggestions), error=type(exc).__name__)
+            suggestions, self._unsent = itertools.chain(self._unsent, suggestions), []
+        pending = iter(suggestions)
+        while chunk := list(itertools.islice(pending, self.CHUNK)):
+            try:
+                await self.bus.publish_many(SUGGESTION_MADE, [(s, (s.volunteer_id,), s.suggestion_id) for s in chunk])
+            except Exception as exc:
+                if not retry:
+                    raise
+                self._unsent = chunk + list(pending)
+                log.error("suggestions.publish_failed", count=len(self._unsent), error=type(exc).__name__)
+                return
 
     def _count(self, decision: Decision) -> None:
         SUGGESTIONS.inc(decision.new + decision.released)

@@ -19,15 +19,20 @@ volunteer and the waiting queues, as the previous process had them.
   again at start, for the same reason: a release interrupted by a crash is
   completed, and JetStream drops the copies of what had gone out.
 - Limits: a queue release time (quiet-hours end, day start) that passes while
-  no replica of a partition runs for longer than the dedupe window is taken
-  as done — those waiting suggestions are lost, and logged as such; and the
-  rebuild uses today's profiles, so a volunteer whose profile changed since a
-  message may be counted one suggestion off for that day.
+  no replica of a partition runs, for longer than the dedupe window, is taken
+  as done: if it was not, those waiting suggestions are lost (the start log
+  counts what it took as released, ``assumed_released``); and the rebuild
+  uses today's profiles, so a volunteer whose profile changed since a
+  message may be counted one suggestion off for that day. Exact would need
+  the matcher to read back what it published (it may not consume
+  SUGGESTIONS) or a small state bucket of its own: both are catalogue
+  changes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -55,11 +60,26 @@ class Handled:
     published: set[str] = field(default_factory=set)  # volunteers it went out to
 
 
+def suggestion(p: Pending, at: datetime) -> Suggestion:
+    return Suggestion(
+        suggestion_id=suggestion_id(p.message_id, p.volunteer_id),
+        volunteer_id=p.volunteer_id,
+        message_id=p.message_id,
+        matched_interests=p.matched_interests,
+        audience_size=p.audience_size,
+        score=p.score,
+        occurred_at=at,
+    )
+
+
 @dataclass
 class Decision:
-    """What the adapter must do and count."""
+    """What the adapter must do and count. ``publish`` holds what goes out;
+    ``suggestions()`` makes the events lazily, so a hundred thousand of them
+    are built chunk by chunk while the previous chunk is being published."""
 
-    publish: list[Suggestion] = field(default_factory=list)
+    publish: list[Pending] = field(default_factory=list)
+    at: datetime | None = None
     new: int = 0  # of ``publish``: first time out
     released: int = 0  # of ``publish``: had waited
     republished: int = 0  # of ``publish``: out again after a redelivery or a restart
@@ -67,6 +87,10 @@ class Decision:
     dropped: Counter[str] = field(default_factory=Counter)
     rejected: str | None = None
     assumed_released: int = 0  # rebuild only: released at an opening we cannot tell ran (module doc)
+
+    def suggestions(self) -> Iterator[Suggestion]:
+        for p in self.publish:
+            yield suggestion(p, self.at)
 
 
 class Planner:
@@ -149,7 +173,7 @@ class Planner:
         log += self._openings(clock, now)
         recent = [p for at, p, _ in log if now - at <= self.dedupe_window]
         return Decision(
-            publish=[self._suggestion(p, now) for p in recent],
+            publish=recent, at=now,
             republished=len(recent),
             queued=len(self.queue),
             assumed_released=sum(1 for at, _, opening in log if opening and now - at > self.dedupe_window),
@@ -183,22 +207,11 @@ class Planner:
         if handled is not None:
             handled.published.add(p.volunteer_id)
 
-    def _suggestion(self, p: Pending, now: datetime) -> Suggestion:
-        return Suggestion(
-            suggestion_id=suggestion_id(p.message_id, p.volunteer_id),
-            volunteer_id=p.volunteer_id,
-            message_id=p.message_id,
-            matched_interests=p.matched_interests,
-            audience_size=p.audience_size,
-            score=p.score,
-            occurred_at=now,
-        )
-
     def _decide(self, out: Outcome, now: datetime) -> Decision:
         for p in out.outgoing:
             self._sent(p)
         return Decision(
-            publish=[self._suggestion(p, now) for p in out.outgoing],
+            publish=out.outgoing, at=now,
             new=len(out.publish),
             released=len(out.released),
             queued=len(out.queued),
@@ -207,4 +220,4 @@ class Planner:
 
     def _republish(self, known: Handled, now: datetime) -> Decision:
         matches = [p for p in self._pending(known.message) if p.volunteer_id in known.published]
-        return Decision(publish=[self._suggestion(p, now) for p in matches], republished=len(matches))
+        return Decision(publish=matches, at=now, republished=len(matches))
