@@ -30,3 +30,30 @@ def downgrade(engine: Engine, script_location: Path, revision: str = "base") -> 
     with engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.downgrade(cfg, revision)
+
+
+def run_env(metadata, version_table: str = "alembic_version") -> None:
+    """The body of a service's ``migrations/env.py``: migrate the connection
+    the service (or a test) hands over, or the configured URL; see only the
+    service's own tables, since services may share a database."""
+    from alembic import context
+
+    from shared.db import make_engine
+
+    def own(name, type_, *_args) -> bool:
+        return type_ != "table" or name in metadata.tables
+
+    def run(connection) -> None:
+        # SQLite cannot ALTER most things in place: batch mode rebuilds tables.
+        context.configure(connection=connection, target_metadata=metadata, version_table=version_table,
+                          include_name=own, render_as_batch=connection.dialect.name == "sqlite",
+                          compare_type=True)
+        with context.begin_transaction():
+            context.run_migrations()
+
+    connection = context.config.attributes.get("connection")
+    if connection is not None:
+        run(connection)
+        return
+    with make_engine(context.config.get_main_option("sqlalchemy.url")).connect() as conn:
+        run(conn)
