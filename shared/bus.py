@@ -70,9 +70,14 @@ def redelivery_delay(num_delivered: int, base: float = 1.0, cap: float = 300.0) 
 
 
 class Bus:
-    def __init__(self, service: str, nats_url: str, *, stream_replicas: int = 1) -> None:
+    def __init__(self, service: str, nats_url: str, *, stream_replicas: int = 1,
+                 publish_timeout: float = 5.0) -> None:
         self.service = service
         self.stream_replicas = stream_replicas
+        # FastStream's default PubAck wait is 0.5 s: a busy JetStream (a
+        # hundred thousand suggestions in flight) would fail publishes that
+        # are merely queued.
+        self.publish_timeout = publish_timeout
         self.broker = NatsBroker(
             nats_url,
             name=f"maillage-{service}",
@@ -199,6 +204,7 @@ class Bus:
             subject,
             headers={"Nats-Msg-Id": msg_id, "content-type": "application/json"},
             stream=spec.stream.name,
+            timeout=self.publish_timeout,
         )
         self.subjects_published.add(spec.pattern)
         MESSAGES_PUBLISHED.labels(self.service, spec.pattern).inc()

@@ -129,6 +129,14 @@ SUGGESTIONS_STREAM = StreamSpec(
     max_age=timedelta(days=30),
     description="Matcher suggestions, one subject per volunteer.",
 )
+MATCHER_STATE_STREAM = StreamSpec(
+    name="MATCHER_STATE",
+    subjects=("matcher.state.*",),
+    retention=RetentionPolicy.LIMITS,
+    max_age=timedelta(0),
+    max_msgs_per_subject=1,  # the latest watermark per partition
+    description="Each matcher partition's release watermark, read back on restart.",
+)
 DISPATCH_JOBS_STREAM = StreamSpec(
     name="DISPATCH_JOBS",
     subjects=("dispatch.*.jobs",),
@@ -159,6 +167,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     PROFILES_STREAM,
     RELAYS_STREAM,
     SUGGESTIONS_STREAM,
+    MATCHER_STATE_STREAM,
     DISPATCH_JOBS_STREAM,
     DISPATCH_RESULTS_STREAM,
     SUPPRESSIONS_STREAM,
@@ -214,6 +223,15 @@ SUGGESTION_MADE = SubjectSpec(
     consumers=(CONTACTS, FEED),
     description="This message fits this volunteer's network.",
 )
+RELEASE_WATERMARK = SubjectSpec(
+    pattern="matcher.state.*",
+    key="partition",
+    stream=MATCHER_STATE_STREAM,
+    model=events.ReleaseWatermark,
+    producer=MATCHER,
+    consumers=(MATCHER,),
+    description="A matcher partition released its queues up to this time.",
+)
 EMAIL_JOB = SubjectSpec(
     pattern="dispatch.email.jobs",
     stream=DISPATCH_JOBS_STREAM,
@@ -248,6 +266,7 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     PROFILE_UPDATED,
     RELAY_REQUESTED,
     SUGGESTION_MADE,
+    RELEASE_WATERMARK,
     EMAIL_JOB,
     EMAIL_RESULT,
     SUPPRESSION_ADDED,

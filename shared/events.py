@@ -129,6 +129,20 @@ class Suggestion(Event):
     matched_interests: tuple[InterestName, ...]
     audience_size: int = Field(ge=0)
     score: float = Field(default=0.0, ge=0, description="audience weighted by priority: the inbox order")
+    matched_regions: tuple[Annotated[str, Field(min_length=1, max_length=100)], ...] = Field(
+        default=(), max_length=50,
+        description="regions of the volunteer's confirmed contacts the message reaches (staff see k-anonymous counts)",
+    )
+
+
+class ReleaseWatermark(Event):
+    """A matcher partition's note to itself: every queue opening up to
+    ``released_until`` went out. Read back on start, so a release that no
+    replica ran is run late instead of being lost."""
+
+    schema_version: Literal[1] = 1
+    partition: str = Field(pattern=r"^[0-9]+-of-[0-9]+$")
+    released_until: datetime
 
 
 class RelayRequested(Event):

@@ -62,9 +62,9 @@ from tests.test_http_api import (
     loc_of,
     new_volunteer,
     poll,
-    stream_messages,
     upload,
 )
+from tests.streams import stream_payloads
 
 CAMPAIGN = "Lyon en commun"
 PUBLIC_URL = "https://contacts.campagne.example"
@@ -103,11 +103,11 @@ def names(contacts: TestClient, auth: dict[str, str], **params: Any) -> set[str]
 
 
 def invitations(nats_url: str) -> list[dict[str, Any]]:
-    return [job for _, job in stream_messages(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "invitation"]
+    return [job for _, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "invitation"]
 
 
 def relay_jobs(nats_url: str) -> list[dict[str, Any]]:
-    return [job for _, job in stream_messages(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "relay"]
+    return [job for _, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "relay"]
 
 
 def link_token(url_or_text: str, kind: str) -> str:
@@ -701,13 +701,13 @@ def test_unsubscribe_and_the_campaign_wide_rules_of_a_relay(nats_url: str, db_ur
         assert "Paul" not in r.text and "paul.roux" not in r.text
         consent = consent_of(contacts, alice, a_paul["id"])
         assert (consent["state"], consent["source"]) == ("withdrawn", "unsubscribe")
-        events = stream_messages(nats_url, SUPPRESSIONS_STREAM.name)
+        events = stream_payloads(nats_url, SUPPRESSIONS_STREAM.name)
         assert [(s, e["address_hash"], e["reason"]) for s, e in events] == [
             ("contacts.suppressions", paul_job["recipient_hash"], "unsubscribe")]
         assert "paul" not in json.dumps(events).lower()
         # A second click is harmless.
         assert contacts.post(f"/u/{token}", data={"List-Unsubscribe": "One-Click"}).status_code == 200
-        assert len(stream_messages(nats_url, SUPPRESSIONS_STREAM.name)) == 1
+        assert len(stream_payloads(nats_url, SUPPRESSIONS_STREAM.name)) == 1
 
         # Bob still has Paul confirmed, but no message of the campaign reaches him.
         assert consent_of(contacts, bob, b_paul["id"])["state"] == "confirmed"

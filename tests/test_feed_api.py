@@ -19,6 +19,7 @@ from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE, TAX
 from shared.events import Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion
 from tests.apps import PROVISIONING_TOKEN
 from tests.conftest import NatsServer, start_nats
+from tests.streams import feed_events, stream_messages
 from tests.test_feed_helpers import (
     ADMIN,
     bearer,
@@ -27,7 +28,6 @@ from tests.test_feed_helpers import (
     publish_raw,
     running_feed,
     staff_token,
-    stream_messages,
 )
 from tests.waiting import poll
 
@@ -39,10 +39,6 @@ def feed(nats_url: str, db_url: str) -> Iterator[TestClient]:
     with running_feed(nats_url, db_url) as client:
         yield client
 
-
-def feed_events(nats_url: str, kind: str) -> list[tuple[dict, dict]]:
-    """(headers, payload) of feed.messages.<kind> in the FEED stream."""
-    return [(h, p) for subject, h, p in stream_messages(nats_url, "FEED") if subject == f"feed.messages.{kind}"]
 
 
 def audit(feed: TestClient, **params) -> list[dict]:
@@ -293,7 +289,8 @@ def test_reach_is_k_anonymous_and_events_count_once(feed: TestClient, nats_url: 
     suggestions = [
         (SUGGESTION_MADE.subject(v), f"s-{v}", Suggestion(
             suggestion_id=f"s-{v}", volunteer_id=v, message_id=mid, audience_size=3,
-            matched_interests=("education",) if i < 5 else ("transport",)))
+            matched_interests=("education",) if i < 5 else ("transport",),
+            matched_regions=("Bretagne",) if i < 5 else ("Bretagne", "Corse")))
         for i, v in enumerate(vols)
     ]
     relays = [(RELAY_REQUESTED.subject(), f"r-{v}", RelayRequested(
@@ -328,6 +325,9 @@ def test_reach_is_k_anonymous_and_events_count_once(feed: TestClient, nats_url: 
                       "reached": shown(7)},
         "transport": {"volunteers_suggested": hidden, "audience": hidden, "relays": hidden, "reached": hidden},
     }
+    # Untargeted: Corse (one volunteer) is not even a row.
+    assert reach["by_region"] == {"Bretagne": {"volunteers_suggested": shown(6), "audience": shown(18),
+                                               "relays": shown(5), "reached": shown(7)}}
     # An editor sees the k-anonymous reach, not the exact operational figures.
     editor = staff_token(feed, "editor")
     assert feed.get(f"/messages/{mid}", headers=editor).json()["stats"] is None

@@ -236,9 +236,21 @@ def test_reach_report_never_lists_what_the_message_did_not_target():
                     ("email", "failed", "smtp 550", 4)],
         "by_interest": {"education": {"volunteers_suggested": 6, "audience": 25, "relays": 5, "reached": 8},
                         "seniors": {"volunteers_suggested": 1, "audience": 5, "relays": 1, "reached": 1}},
+        "by_region": {"Bretagne": {"volunteers_suggested": 5, "audience": 20, "relays": 4, "reached": 6},
+                      "Corse": {"volunteers_suggested": 2, "audience": 10, "relays": 2, "reached": 3}},
     }
     reach = reach_report("m1", ["education", "transport"], counts, 5, ["email", "bluesky"])
     data = reach.model_dump()
+    # No region targeted: only the regions with k volunteers or more are rows.
+    assert set(data["by_region"]) == {"Bretagne"}
+    assert data["by_region"]["Bretagne"]["reached"] == {"value": 6, "suppressed": False}
+    assert data["by_region"]["Bretagne"]["relays"]["suppressed"]
+    # Targeted: exactly the targeted regions, whatever the facts hold.
+    targeted = reach_report("m1", [], counts, 5, ["email"], regions=["Corse", "Occitanie"]).model_dump()
+    assert set(targeted["by_region"]) == {"Corse", "Occitanie"}
+    assert targeted["by_region"]["Corse"]["volunteers_suggested"]["suppressed"]
+    assert targeted["by_region"]["Corse"]["audience"] == {"value": 10, "suppressed": False}
+    assert all(c["suppressed"] for c in targeted["by_region"]["Occitanie"].values())
     assert data["volunteers_suggested"] == {"value": 7, "suppressed": False}
     assert set(data["by_interest"]) == {"education", "transport"}  # not "seniors": the message did not target it
     assert data["by_interest"]["transport"]["volunteers_suggested"] == {"value": None, "suppressed": True}

@@ -4,7 +4,6 @@ staff tokens of each role, and reading back what feed put on JetStream."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta, timezone
@@ -55,28 +54,6 @@ def message(title: str = "Nos écoles méritent mieux", **fields: Any) -> dict[s
                      "short": {"text": "Réunion publique sur nos écoles le 12/12."}},
         **fields,
     }
-
-
-def stream_messages(nats_url: str, stream: str) -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-    """Every message a stream holds: (subject, headers, payload)."""
-
-    async def fetch() -> list[tuple[str, dict[str, str], dict[str, Any]]]:
-        nc = await nats.connect(nats_url)
-        try:
-            js = nc.jetstream()
-            state = (await js.stream_info(stream)).state
-            found = []
-            for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
-                try:
-                    msg = await js.get_msg(stream, seq)
-                except nats.js.errors.NotFoundError:
-                    continue
-                found.append((msg.subject, dict(msg.headers or {}), json.loads(msg.data)))
-            return found
-        finally:
-            await nc.close()
-
-    return asyncio.run(fetch())
 
 
 def publish_raw(nats_url: str, items: list[tuple[str, str, Any]]) -> None:

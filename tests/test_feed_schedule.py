@@ -12,14 +12,12 @@ from pathlib import Path
 
 from shared.catalogue import TAXONOMY_STREAM
 from tests.conftest import start_nats
-from tests.test_feed_helpers import ADMIN, later, message, running_feed, stream_messages
+from tests.streams import feed_events, stream_messages
+from tests.test_feed_helpers import ADMIN, later, message, running_feed
 from tests.waiting import poll
 
 TERMS = [{"name": "education", "label_fr": "Éducation", "label_en": "Education"}]
 
-
-def feed_events(nats_url: str, kind: str) -> list[tuple[dict, dict]]:
-    return [(h, p) for subject, h, p in stream_messages(nats_url, "FEED") if subject == f"feed.messages.{kind}"]
 
 
 def test_a_scheduled_message_publishes_itself_after_a_restart(nats_url: str, db_url: str):

@@ -61,6 +61,7 @@ from shared.catalogue import DISPATCH_JOBS_STREAM, PROFILE_UPDATED, SUPPRESSIONS
 from shared.links import LinkSigner
 from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
 from tests.conftest import NatsServer, start_nats
+from tests.streams import stream_payloads
 from tests.waiting import poll
 
 
@@ -222,29 +223,6 @@ def message_draft(title: str = "Nos écoles méritent mieux", interests: list[st
         "interests": ["education"] if interests is None else interests,
         "variants": {"email": {"subject": "Réunion sur nos écoles", "body": "Rendez-vous à 19 h."}},
     }
-
-
-def stream_messages(nats_url: str, stream: str) -> list[tuple[str, dict[str, Any]]]:
-    """Every message a stream holds, (subject, payload), without consuming
-    any (work-queue streams included)."""
-
-    async def fetch() -> list[tuple[str, dict[str, Any]]]:
-        nc = await nats.connect(nats_url)
-        try:
-            js = nc.jetstream()
-            state = (await js.stream_info(stream)).state
-            found = []
-            for seq in range(state.first_seq, state.last_seq + 1) if state.messages else ():
-                try:
-                    msg = await js.get_msg(stream, seq)
-                except nats.js.errors.NotFoundError:
-                    continue
-                found.append((msg.subject, json.loads(msg.data)))
-            return found
-        finally:
-            await nc.close()
-
-    return asyncio.run(fetch())
 
 
 def operations(client: TestClient) -> list[tuple[str, str, dict[str, Any]]]:
@@ -610,7 +588,7 @@ def test_volunteers_are_isolated_from_each_other(feed: TestClient, contacts: Tes
                 for model in (Volunteer, Contact, ConsentEvent, ImportJob, Relay, SentItem, Suppression)}
 
     def jobs() -> int:
-        return len(stream_messages(nats_url, DISPATCH_JOBS_STREAM.name))
+        return len(stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name))
 
     bob_before, alice_before, stored_before, jobs_before = bob_view(), alice_view(), stored(), jobs()
     assert "Louise Garnier" in json.dumps(bob_before, ensure_ascii=False)  # the snapshot holds the book
@@ -725,7 +703,7 @@ def test_public_links_refuse_forged_and_other_purpose_tokens(contacts: TestClien
     _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
     b1 = add_contact(contacts, bob, "Louis Petit", "louis.petit@exemple.fr", ["education"])
     b2 = add_contact(contacts, bob, "Zoé Lambert", "zoe.lambert@exemple.fr", ["housing"], consent="invited")
-    invitation = next(job for subject, job in stream_messages(nats_url, DISPATCH_JOBS_STREAM.name)
+    invitation = next(job for subject, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name)
                       if job["kind"] == "invitation" and job["recipient_email"] == email_of(b2))
     consent_token = re.search(r"/consent/([\w.-]+)", invitation["body_text"]).group(1)
     unsubscribe_token = invitation["unsubscribe_url"].rsplit("/u/", 1)[1]
@@ -813,7 +791,7 @@ def test_public_links_refuse_forged_and_other_purpose_tokens(contacts: TestClien
 
     assert book_snapshot(contacts, bob, [b1["id"], b2["id"]], [], []) == before
     assert count_rows(contacts, Suppression) == 0
-    assert stream_messages(nats_url, SUPPRESSIONS_STREAM.name) == []
+    assert stream_payloads(nats_url, SUPPRESSIONS_STREAM.name) == []
 
     # The real links and code work: the refusals were not for a trivial reason.
     for path in (f"/u/{unsubscribe_token}", f"/consent/{consent_token}"):

@@ -167,3 +167,30 @@ def test_a_rebuild_skips_messages_older_than_the_horizon_and_applies_every_withd
     assert "ancient" not in p.handled and len(p.queue) == 0
     assert p.handle(history[0].event, seq=1, stored_at=history[0].at, now=now).rejected == "stale_message"
     assert p.handle(history[1].event, seq=2, stored_at=history[1].at, now=now).publish == []
+
+
+def test_an_opening_after_the_watermark_that_no_replica_ran_goes_out_late_not_lost():
+    # "night" waits for the 8:00 opening on the 4th; the matcher was down from
+    # 23:30 on the 3rd to 9:30 on the 4th, so nobody released it.
+    history = [Stored(1, at(3, 23), message("night", "education"))]
+    without_note = planner().rebuild(history, at(4, 9, 30))
+    assert without_note.publish == [] and without_note.assumed_released == 2
+    noted = planner().rebuild(history, at(4, 9, 30), released_until=at(3, 23, 30))
+    assert sorted(p.volunteer_id for p in noted.publish) == ["alice", "bob"]
+    assert (noted.released_late, noted.assumed_released, noted.republished) == (2, 0, 0)
+    # the note says the 8:00 opening ran: nothing goes out again
+    ran = planner().rebuild(history, at(4, 9, 30), released_until=at(4, 8, 0))
+    assert ran.publish == [] and ran.released_late == 0
+
+
+def test_suggestions_carry_the_regions_they_reach():
+    index = ProfileIndex()
+    index.upsert(InterestProfile(volunteer_id="alice", occurred_at=T0, audience={"education": {"email": 3}},
+                                 regions={"bretagne": 1, "idf": 2}))
+    p = Planner(index, SuggestionQueue(Schedule(quiet_start=0, quiet_end=0)))
+    broad = p.handle(message("m1", "education"), seq=1, stored_at=at(3, 10), now=at(3, 10))
+    assert [s.matched_regions for s in broad.suggestions()] == [("bretagne", "idf")]
+    targeted = MessagePublished(message_id="m2", title="t", body="b", interests=("education",), variants=VARIANTS,
+                                regions=("idf", "occitanie"))
+    [event] = p.handle(targeted, seq=2, stored_at=at(3, 11), now=at(3, 11)).suggestions()
+    assert (event.matched_regions, event.audience_size) == (("idf",), 2)

@@ -192,6 +192,26 @@ def test_quiet_hours_queue_survives_a_restart_withdrawals_empty_it_and_nothing_g
     assert pairs(asyncio.run(stored_suggestions(nats_url))) == [("m2", "alice"), ("m2", "bob")]
 
 
+def test_a_release_no_replica_was_up_for_goes_out_late_when_the_matcher_returns(nats_url):
+    hour = datetime.now(ZoneInfo("Europe/Paris")).hour
+    quiet = settings(nats_url, quiet_start=hour, quiet_end=(hour + 2) % 24)
+    clock = Clock()
+    asyncio.run(publish_profiles(nats_url, {"alice": {"education": 3}}))
+    with TestClient(create_app(quiet, clock=clock)) as client:
+        wait_ready(client)
+        asyncio.run(feed_publish(nats_url, (message("night", "education"), "night")))
+        poll(lambda: len(client.app.state.matcher.queue), lambda n: n == 1, what="the suggestion to wait")
+
+    # Down until an hour after the quiet hours ended (far past the dedupe window):
+    # the watermark says that opening never ran, so the restart releases it.
+    clock.shift = timedelta(hours=3)
+    with TestClient(create_app(quiet, clock=clock)) as client:
+        assert wait_ready(client)["checks"]["queue"]["detail"] == "0 waiting"
+        found = poll(lambda: asyncio.run(stored_suggestions(nats_url)), lambda f: len(f) >= 1)
+        assert pairs(found) == [("night", "alice")]
+        assert client.app.state.matcher.released_until >= utcnow() + timedelta(hours=2)
+
+
 def test_the_daily_cap_holds_lower_priority_suggestions_back(nats_url):
     asyncio.run(publish_profiles(nats_url, {"alice": {"education": 3}}))
     with TestClient(create_app(settings(nats_url, daily_cap=2))) as client:

@@ -322,9 +322,10 @@ class ChannelReach(BaseModel):
     failed: Cell
 
 
-class InterestReach(BaseModel):
-    """Volunteers whose suggestion matched this interest, and what their
-    relays did (a volunteer matching two interests counts in both)."""
+class SliceReach(BaseModel):
+    """Volunteers whose suggestion matched this interest (or reached this
+    region), and what their relays did (a volunteer in two slices counts in
+    both)."""
 
     volunteers_suggested: Cell
     audience: Cell
@@ -342,14 +343,19 @@ class Reach(BaseModel):
     audience: Cell = Field(description="confirmed contacts the suggested volunteers could relay to")
     relays: Cell
     channels: dict[str, ChannelReach]
-    by_interest: dict[str, InterestReach]
+    by_interest: dict[str, SliceReach]
+    by_region: dict[str, SliceReach] = Field(
+        description="the targeted regions; for a message without targeting, only the regions "
+                    "with at least k volunteers suggested")
 
 
 def reach_report(message_id: str, interests: Iterable[str], counts: Mapping, k: int,
-                 channels: Iterable[str]) -> Reach:
+                 channels: Iterable[str], regions: Iterable[str] = ()) -> Reach:
     """Shape raw counts for staff. Breakdown rows are the message's own
-    interests, whatever the facts say: a row's mere presence must not tell
-    that some volunteer matched it."""
+    interests and targeted regions, whatever the facts say: a row's mere
+    presence must not tell that some volunteer matched it. A message that
+    targets no region lists the regions where at least ``k`` volunteers were
+    suggested, which tells nothing about any one of them."""
     outcomes: dict[str, dict[str, int]] = {ch: {o.value: 0 for o in Outcome} for ch in channels}
     for channel, status, reason, n in counts["results"]:
         if channel in outcomes:
@@ -359,12 +365,16 @@ def reach_report(message_id: str, interests: Iterable[str], counts: Mapping, k: 
         queued = cell(counts["queued"].get(ch, 0), k)
         by_channel[ch] = ChannelReach(queued=queued,
                                       **suppress_group(per_outcome, k, total_shown=not queued.suppressed))
-    empty = {"volunteers_suggested": 0, "audience": 0, "relays": 0, "reached": 0}
-    by_interest = {
-        interest: InterestReach(**{name: cell(n, k) for name, n in counts["by_interest"].get(interest, empty).items()})
-        for interest in sorted(set(interests))
-    }
+    region_rows = set(regions) or {r for r, row in counts["by_region"].items() if row["volunteers_suggested"] >= k}
     return Reach(message_id=message_id, k=k,
                  volunteers_suggested=cell(counts["volunteers_suggested"], k),
                  audience=cell(counts["audience"], k), relays=cell(counts["relays"], k),
-                 channels=by_channel, by_interest=by_interest)
+                 channels=by_channel,
+                 by_interest=_slices(set(interests), counts["by_interest"], k),
+                 by_region=_slices(region_rows, counts["by_region"], k))
+
+
+def _slices(rows: set[str], counts: Mapping[str, Mapping[str, int]], k: int) -> dict[str, SliceReach]:
+    empty = {"volunteers_suggested": 0, "audience": 0, "relays": 0, "reached": 0}
+    return {row: SliceReach(**{name: cell(n, k) for name, n in counts.get(row, empty).items()})
+            for row in sorted(rows)}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from services.feed.store import DeliveryFact, RelayFact, SuggestionFact, SuggestionInterest, add_once
+from services.feed.store import DeliveryFact, RelayFact, SuggestionFact, SuggestionInterest, SuggestionRegion, add_once
 from shared.bus import Bus
 from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import in_session
@@ -30,6 +30,8 @@ def register(bus: Bus, engine: Engine) -> None:
             ),
             *(SuggestionInterest(message_id=event.message_id, volunteer_id=event.volunteer_id, interest=i)
               for i in sorted(set(event.matched_interests))),
+            *(SuggestionRegion(message_id=event.message_id, volunteer_id=event.volunteer_id, region=r)
+              for r in sorted(set(event.matched_regions))),
         )
 
     @bus.subscriber(RELAY_REQUESTED, durable="feed-relays")

@@ -82,14 +82,17 @@ async def load(engine: Engine, message_id: str) -> Message:
 
 
 async def move(engine: Engine, m: Message, target: State, actor: Actor, action: Action,
-               **values: object) -> bool:
-    """The conditional state change from ``m.state`` and its audit row."""
+               audit: dict[str, object] | None = None, **values: object) -> bool:
+    """The conditional state change from ``m.state`` (setting ``values``)
+    and its audit row (with ``audit`` as extra detail). False when another
+    request changed the state first."""
 
     def run(session: Session) -> bool:
         if not transition(session, m.id, (State(m.state),), target, **values):
             session.rollback()
             return False
-        session.add(audit_row(actor, f"message.{action}", f"message:{m.id}", **{"from": m.state, "to": target.value}))
+        session.add(audit_row(actor, f"message.{action}", f"message:{m.id}",
+                              **(audit or {}), **{"from": m.state, "to": target.value}))
         session.commit()
         return True
 

@@ -117,6 +117,14 @@ class SuggestionInterest(FeedTable, table=True):
     interest: str = Field(primary_key=True, max_length=64)
 
 
+class SuggestionRegion(FeedTable, table=True):
+    """The regions a suggestion reaches: the per-region breakdown."""
+
+    message_id: str = Field(primary_key=True, max_length=64)
+    volunteer_id: str = Field(primary_key=True, max_length=64)
+    region: str = Field(primary_key=True, max_length=100)
+
+
 class RelayFact(FeedTable, table=True):
     __table_args__ = (Index("ix_relayfact_volunteer", "message_id", "volunteer_id"),)
 
@@ -232,32 +240,36 @@ def reach_counts(session: Session, message_id: str) -> dict:
         .group_by(DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason)
     ).all()
 
-    si = SuggestionInterest
-    by_interest: dict[str, dict[str, int]] = {}
-    for interest, n, aud in session.exec(
-        select(si.interest, func.count(), func.coalesce(func.sum(SuggestionFact.audience_size), 0))
-        .join(SuggestionFact, (SuggestionFact.message_id == si.message_id)
-              & (SuggestionFact.volunteer_id == si.volunteer_id), isouter=True)
-        .where(si.message_id == message_id).group_by(si.interest)
-    ).all():
-        by_interest[interest] = {"volunteers_suggested": n, "audience": aud, "relays": 0, "reached": 0}
-    for interest, n in session.exec(
-        select(si.interest, func.count(RelayFact.relay_id))
-        .join(RelayFact, (RelayFact.message_id == si.message_id) & (RelayFact.volunteer_id == si.volunteer_id))
-        .where(si.message_id == message_id).group_by(si.interest)
-    ).all():
-        by_interest[interest]["relays"] = n
-    for interest, n in session.exec(
-        select(si.interest, func.count(DeliveryFact.job_id))
-        .join(DeliveryFact, (DeliveryFact.message_id == si.message_id)
-              & (DeliveryFact.volunteer_id == si.volunteer_id))
-        .where(si.message_id == message_id, DeliveryFact.status == "delivered").group_by(si.interest)
-    ).all():
-        by_interest[interest]["reached"] = n
-
     return {
         "volunteers_suggested": suggested, "audience": audience, "relays": relays,
         "queued": {"email": email_q, "mastodon": mastodon_q, "bluesky": bluesky_q},
         "results": [(channel, status, reason, n) for channel, status, reason, n in results],
-        "by_interest": by_interest,
+        "by_interest": _breakdown(session, message_id, SuggestionInterest.interest),
+        "by_region": _breakdown(session, message_id, SuggestionRegion.region),
     }
+
+
+def _breakdown(session: Session, message_id: str, key) -> dict[str, dict[str, int]]:
+    """Per value of ``key`` (a column of SuggestionInterest or
+    SuggestionRegion): volunteers suggested, their audience, their relays
+    and the jobs delivered."""
+    fact = key.class_
+    same_volunteer = lambda other: (other.message_id == fact.message_id) & (other.volunteer_id == fact.volunteer_id)  # noqa: E731
+    rows: dict[str, dict[str, int]] = {}
+    for value, n, aud in session.exec(
+        select(key, func.count(), func.coalesce(func.sum(SuggestionFact.audience_size), 0))
+        .join(SuggestionFact, same_volunteer(SuggestionFact), isouter=True)
+        .where(fact.message_id == message_id).group_by(key)
+    ).all():
+        rows[value] = {"volunteers_suggested": n, "audience": aud, "relays": 0, "reached": 0}
+    for value, n in session.exec(
+        select(key, func.count(RelayFact.relay_id)).join(RelayFact, same_volunteer(RelayFact))
+        .where(fact.message_id == message_id).group_by(key)
+    ).all():
+        rows[value]["relays"] = n
+    for value, n in session.exec(
+        select(key, func.count(DeliveryFact.job_id)).join(DeliveryFact, same_volunteer(DeliveryFact))
+        .where(fact.message_id == message_id, DeliveryFact.status == "delivered").group_by(key)
+    ).all():
+        rows[value]["reached"] = n
+    return rows

@@ -13,6 +13,9 @@ region and per locale. For one message and one volunteer:
   volunteer's largest known total), capped by the number of contacts in the
   targeted regions and locales. Contacts computes the exact figure when the
   volunteer relays;
+- **matched regions** are the targeted regions where the volunteer has
+  confirmed contacts (every region they have, for an untargeted message):
+  staff see them as k-anonymous counts per region;
 - **score** = audience size × 2^(priority − 1): a normal message (priority 1)
   scores its audience, each priority step doubles it, a low one (0) halves
   it. It orders the volunteer's inbox and the waiting queue.
@@ -35,6 +38,7 @@ class Match:
     volunteer_id: str
     matched_interests: tuple[str, ...]
     audience_size: int
+    matched_regions: tuple[str, ...] = ()
 
 
 def suggestion_id(message_id: str, volunteer_id: str) -> str:
@@ -247,10 +251,13 @@ class ProfileIndex:
                 matched = entry.aud_k  # sorted, and shared
                 size = entry.reach
             if regions:
+                in_regions = tuple(k for k in entry.reg_k if k in regions)
                 size = min(size, sum(v for k, v in zip(entry.reg_k, entry.reg_v) if k in regions))
+            else:
+                in_regions = entry.reg_k  # sorted, and shared
             if locales:
                 size = min(size, sum(v for k, v in zip(entry.loc_k, entry.loc_v) if k in locales))
-            matches.append(Match(vol, matched, size))
+            matches.append(Match(vol, matched, size, in_regions))
         return matches
 
 

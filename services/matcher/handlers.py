@@ -9,7 +9,9 @@ Subscriptions (all through ``shared.bus``):
   withdrawals live;
 - ``feed.messages.published`` again, through this partition's own durable
   consumer (``matcher-messages-<i>-of-<n>``): every replica sees every
-  message and matches it against the volunteers it owns.
+  message and matches it against the volunteers it owns;
+- ``matcher.state.<i>-of-<n>``: the partition's release watermark, replayed
+  on start and written after each release pass (``planner`` module doc).
 """
 
 from __future__ import annotations
@@ -35,11 +37,20 @@ from shared.catalogue import (
     MESSAGE_PUBLISHED,
     MESSAGE_WITHDRAWN,
     PROFILE_UPDATED,
+    RELEASE_WATERMARK,
     SUGGESTION_MADE,
     TAXONOMY_PUBLISHED,
     SubjectSpec,
 )
-from shared.events import InterestProfile, MessagePublished, MessageWithdrawn, Suggestion, Taxonomy, utcnow
+from shared.events import (
+    InterestProfile,
+    MessagePublished,
+    MessageWithdrawn,
+    ReleaseWatermark,
+    Suggestion,
+    Taxonomy,
+    utcnow,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -132,6 +143,11 @@ class Matcher:
                                policy=DeliverPolicy.LAST_PER_SUBJECT,
                                describe=lambda: f"{len(self.index)} profiles")
         self.history = FeedHistory(bus, self.withdraw)
+        self.partition_key = f"{self.partition.index}-of-{self.partition.count}"
+        self.released_until: datetime | None = None
+        self.watermark = Replay(bus, RELEASE_WATERMARK, self._read_watermark,
+                                policy=DeliverPolicy.LAST_PER_SUBJECT,
+                                describe=lambda: f"released until {self.released_until}")
         self.rebuilt = asyncio.Event()
         self._unsent: list[Suggestion] = []
         self._tasks: set[asyncio.Task] = set()
@@ -190,6 +206,7 @@ class Matcher:
         await self.taxonomy.prepare()
         await self.profiles.prepare()
         await self.history.prepare()
+        await self.watermark.prepare()
         self._spawn(self._rebuild())
 
     async def start_background(self) -> None:
@@ -206,28 +223,35 @@ class Matcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _rebuild(self) -> None:
-        for step in (self.taxonomy.caught_up, self.profiles.caught_up, self.history.caught_up):
+        for step in (self.taxonomy.caught_up, self.profiles.caught_up, self.history.caught_up,
+                     self.watermark.caught_up):
             await step.wait()
         records = self.history.take()
-        decision = self.planner.rebuild(records, self.clock())
+        now = self.clock()
+        decision = self.planner.rebuild(records, now, self.released_until)
         WAITING.set(len(self.queue))
         log.info("queue.rebuilt", partition=str(self.partition), events=len(records), waiting=len(self.queue),
-                 published_again=decision.republished, assumed_released=decision.assumed_released)
+                 published_again=decision.republished, released_late=decision.released_late,
+                 assumed_released=decision.assumed_released)
         self.rebuilt.set()
         REPUBLISHED.inc(decision.republished)
+        RELEASED.inc(decision.released_late)
         await self._publish(decision.suggestions(), retry=True)
+        await self._note_released(now)
 
     async def _release_loop(self) -> None:
         await self.rebuilt.wait()
         while True:
             await asyncio.sleep(self.release_seconds)
             try:
-                decision = self.planner.tick(self.clock())
+                now = self.clock()
+                decision = self.planner.tick(now)
                 self._count(decision)
                 if decision.publish or decision.dropped:
                     log.info("queue.released", released=decision.released, dropped=dict(decision.dropped),
                              waiting=len(self.queue))
                 await self._publish(decision.suggestions(), retry=True)
+                await self._note_released(now)
             except Exception as exc:  # the loop must outlive one bad pass
                 log.error("queue.release_failed", error=type(exc).__name__)
 
@@ -250,6 +274,24 @@ class Matcher:
                 self._unsent = chunk + list(pending)
                 log.error("suggestions.publish_failed", count=len(self._unsent), error=type(exc).__name__)
                 return
+
+    def _read_watermark(self, event: ReleaseWatermark) -> None:
+        if event.partition == self.partition_key:
+            self.released_until = max(self.released_until or event.released_until, event.released_until)
+
+    async def _note_released(self, now: datetime) -> None:
+        """Move the watermark once an opening has passed and everything
+        released is out (nothing left unsent): one small message per
+        opening, not per pass."""
+        if self._unsent:
+            return
+        last = self.released_until
+        if last is not None and self.queue.schedule.next_opening(last) > now:
+            return
+        mark = ReleaseWatermark(partition=self.partition_key, released_until=now)
+        await self.bus.publish(RELEASE_WATERMARK, mark, self.partition_key,
+                               msg_id=f"{self.partition_key}:{now.isoformat()}")
+        self.released_until = now
 
     def _count(self, decision: Decision) -> None:
         SUGGESTIONS.inc(decision.new + decision.released)

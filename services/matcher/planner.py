@@ -18,15 +18,15 @@ volunteer and the waiting queues, as the previous process had them.
 - What the rebuild says went out in the last ``dedupe_window`` is published
   again at start, for the same reason: a release interrupted by a crash is
   completed, and JetStream drops the copies of what had gone out.
-- Limits: a queue release time (quiet-hours end, day start) that passes while
-  no replica of a partition runs, for longer than the dedupe window, is taken
-  as done: if it was not, those waiting suggestions are lost (the start log
-  counts what it took as released, ``assumed_released``); and the rebuild
-  uses today's profiles, so a volunteer whose profile changed since a
-  message may be counted one suggestion off for that day. Exact would need
-  the matcher to read back what it published (it may not consume
-  SUGGESTIONS) or a small state bucket of its own: both are catalogue
-  changes.
+- After each release pass, the matcher notes up to when it released
+  (``ReleaseWatermark``, one per partition, last per subject). A queue
+  opening the rebuild finds after that note, and older than the dedupe
+  window, never ran — no replica of the partition was up: its suggestions go
+  out at start, late rather than lost (``released_late``). Without a note (a
+  first start, or a new partition layout) such openings are taken as done
+  (``assumed_released``).
+- Limit: the rebuild uses today's profiles, so a volunteer whose profile
+  changed since a message may be counted one suggestion off for that day.
 """
 
 from __future__ import annotations
@@ -68,6 +68,7 @@ def suggestion(p: Pending, at: datetime) -> Suggestion:
         matched_interests=p.matched_interests,
         audience_size=p.audience_size,
         score=p.score,
+        matched_regions=p.matched_regions,
         occurred_at=at,
     )
 
@@ -87,6 +88,7 @@ class Decision:
     dropped: Counter[str] = field(default_factory=Counter)
     rejected: str | None = None
     assumed_released: int = 0  # rebuild only: released at an opening we cannot tell ran (module doc)
+    released_late: int = 0  # rebuild only: of ``publish``, released at an opening that never ran
 
     def suggestions(self) -> Iterator[Suggestion]:
         for p in self.publish:
@@ -145,10 +147,12 @@ class Planner:
 
     # -- restart -----------------------------------------------------------------------
 
-    def rebuild(self, history: list[Stored], now: datetime) -> Decision:
+    def rebuild(self, history: list[Stored], now: datetime, released_until: datetime | None = None) -> Decision:
         """Replay the FEED stream's events (sorted here by sequence) at their
         stored times, with the queue's openings in between. Returns, to
-        publish again, what went out within the dedupe window."""
+        publish (again), what went out within the dedupe window and what
+        openings after ``released_until`` (the partition's watermark) should
+        have released."""
         oldest = now - self.horizon
         log: list[tuple[datetime, Pending, bool]] = []  # (when, what, released at an opening)
         clock: datetime | None = None
@@ -171,12 +175,15 @@ class Planner:
                 self._sent(p)
             log += [(stored.at, p, False) for p in out.outgoing]
         log += self._openings(clock, now)
+        old_openings = [(at, p) for at, p, opening in log if opening and now - at > self.dedupe_window]
+        missed = [p for at, p in old_openings if released_until is not None and at > released_until]
         recent = [p for at, p, _ in log if now - at <= self.dedupe_window]
         return Decision(
-            publish=recent, at=now,
+            publish=recent + missed, at=now,
             republished=len(recent),
+            released_late=len(missed),
             queued=len(self.queue),
-            assumed_released=sum(1 for at, _, opening in log if opening and now - at > self.dedupe_window),
+            assumed_released=len(old_openings) if released_until is None else 0,
         )
 
     def _openings(self, since: datetime | None, until: datetime) -> list[tuple[datetime, Pending, bool]]:
@@ -198,7 +205,8 @@ class Planner:
     def _pending(self, message: MessagePublished) -> list[Pending]:
         return [
             Pending(message.message_id, m.volunteer_id, m.matched_interests, m.audience_size,
-                    score(m.audience_size, message.priority), message.priority, message.expires_at)
+                    score(m.audience_size, message.priority), message.priority, message.expires_at,
+                    m.matched_regions)
             for m in self.index.match(message)
         ]
 

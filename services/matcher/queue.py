@@ -38,6 +38,7 @@ class Pending:
     score: float
     priority: int = 1
     expires_at: datetime | None = None
+    matched_regions: tuple[str, ...] = ()
 
     def expired(self, now: datetime) -> bool:
         return self.expires_at is not None and self.expires_at <= now

@@ -40,8 +40,8 @@ from services.feed.domain import (
     reach_report,
     role_allows,
 )
-from services.feed.publishing import NotFound, Refused, Unavailable, audit_row, publish, withdraw
-from services.feed.store import Message, current_taxonomy, message_stats, reach_counts, transition
+from services.feed.publishing import NotFound, Refused, Unavailable, audit_row, move, publish, withdraw
+from services.feed.store import Message, current_taxonomy, message_stats, reach_counts
 from shared.db import in_session
 from shared.events import Channel, Variants, new_id, utcnow
 
@@ -200,36 +200,37 @@ async def create_draft(
 @drafts.patch("/{message_id}", summary="Edit a draft (editor); an approved one goes back to draft")
 async def edit_draft(message_id: str, patch: MessagePatch, request: Request,
                      actor: Actor = Depends(require_role(Role.editor))) -> MessageOut:
-    m = await in_session(engine(request), lambda s: s.get(Message, message_id))
-    if m is None:
-        raise not_found("message")
-    try:
-        target = next_state(m.state, Action.edit)
-    except TransitionError as exc:
-        raise conflict(exc) from exc
+    m, target = await movable(request, message_id, Action.edit)
     changes = patch.model_dump(exclude_unset=True)
     try:
         draft = MessageDraft.model_validate({**as_draft(m), **changes})
     except ValidationError as exc:
         raise invalid(exc) from exc
     await check(request, draft)
-
-    def save(session: Session) -> bool:
-        values = columns(draft)
-        if target is State.draft and m.state != State.draft:
-            values |= {"approved_by": None, "approved_at": None}
-        if not transition(session, m.id, (State(m.state),), target, **values):
-            session.rollback()
-            return False
-        session.add(audit_row(actor, "message.edit", f"message:{m.id}", fields=sorted(changes),
-                              **{"from": m.state, "to": target.value}))
-        session.commit()
-        return True
-
-    if not await in_session(engine(request), save):
-        now = await in_session(engine(request), lambda s: s.get(Message, message_id))
-        raise conflict(TransitionError(State(now.state), Action.edit))
+    values = columns(draft)
+    if target is State.draft and m.state != State.draft:
+        values |= {"approved_by": None, "approved_at": None}
+    await moved(request, m, target, actor, Action.edit, audit={"fields": sorted(changes)}, **values)
     return await out(request, message_id, actor)
+
+
+async def movable(request: Request, message_id: str, action: Action) -> tuple[Message, State]:
+    """The message and the state ``action`` takes it to: 404 or 409 otherwise."""
+    m = await in_session(engine(request), lambda s: s.get(Message, message_id))
+    if m is None:
+        raise not_found("message")
+    try:
+        return m, next_state(m.state, action)
+    except TransitionError as exc:
+        raise conflict(exc) from exc
+
+
+async def moved(request: Request, m: Message, target: State, actor: Actor, action: Action, **kwargs: object) -> None:
+    """Move ``m`` to ``target``, audited; 409 naming the state another
+    request left it in if it moved first."""
+    if not await move(engine(request), m, target, actor, action, **kwargs):
+        now = await in_session(engine(request), lambda s: s.get(Message, m.id))
+        raise conflict(TransitionError(State(now.state), action))
 
 
 # -- messages --------------------------------------------------------------------------------------
@@ -293,31 +294,15 @@ async def get_reach(message_id: str, request: Request,
     m, counts = await in_session(engine(request), load)
     if m is None:
         raise not_found("message")
-    return reach_report(m.id, m.interests, counts, settings(request).k_anonymity, [c.value for c in Channel])
+    return reach_report(m.id, m.interests, counts, settings(request).k_anonymity, [c.value for c in Channel],
+                        regions=m.regions)
 
 
 @router.post("/{message_id}/approve", summary="Approve a draft (publisher)")
 async def approve(message_id: str, request: Request,
                   actor: Actor = Depends(require_role(Role.publisher))) -> MessageOut:
-    m = await in_session(engine(request), lambda s: s.get(Message, message_id))
-    if m is None:
-        raise not_found("message")
-    try:
-        target = next_state(m.state, Action.approve)
-    except TransitionError as exc:
-        raise conflict(exc) from exc
-
-    def save(session: Session) -> bool:
-        if not transition(session, m.id, (State(m.state),), target, approved_by=actor.id, approved_at=utcnow()):
-            session.rollback()
-            return False
-        session.add(audit_row(actor, "message.approve", f"message:{m.id}", **{"from": m.state, "to": target.value}))
-        session.commit()
-        return True
-
-    if not await in_session(engine(request), save):
-        now = await in_session(engine(request), lambda s: s.get(Message, message_id))
-        raise conflict(TransitionError(State(now.state), Action.approve))
+    m, target = await movable(request, message_id, Action.approve)
+    await moved(request, m, target, actor, Action.approve, approved_by=actor.id, approved_at=utcnow())
     return await out(request, message_id, actor)
 
 
