@@ -130,8 +130,12 @@ class Bus:
         acks = durable is not None
 
         def decorator(handler: Handler[Any]) -> Handler[Any]:
-            async def on_message(msg: NatsMessage) -> None:
-                await self._dispatch(spec, handler, msg, acks=acks)
+            # No parameter for FastStream to inject: a ``NatsMessage``
+            # parameter is resolved through the dependency machinery, which
+            # costs about four times the throughput of reading the message
+            # from the broker's context (measured on a replay).
+            async def on_message() -> None:
+                await self._dispatch(spec, handler, self.broker.context.get_local("message"), acks=acks)
 
             on_message.__name__ = handler.__name__
             on_message.__doc__ = handler.__doc__
