@@ -21,7 +21,10 @@ FEED = "feed"
 MATCHER = "matcher"
 CONTACTS = "contacts"
 DISPATCH_EMAIL = "dispatch-email"
-SERVICES = (FEED, MATCHER, CONTACTS, DISPATCH_EMAIL)
+DISPATCH_MASTODON = "dispatch-mastodon"
+DISPATCH_BLUESKY = "dispatch-bluesky"
+DISPATCH_X = "dispatch-x"
+SERVICES = (FEED, MATCHER, CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, DISPATCH_BLUESKY, DISPATCH_X)
 
 DAY = 24 * 3600
 
@@ -250,6 +253,36 @@ EMAIL_RESULT = SubjectSpec(
     description="Outcome of one email job.",
 )
 
+
+def _social_subjects(network: str, dispatcher: str, label: str) -> tuple[SubjectSpec, SubjectSpec]:
+    """A social network's job and result subjects: every network is
+    declared alike, so one shape for all."""
+    job = SubjectSpec(
+        pattern=f"dispatch.{network}.jobs",
+        stream=DISPATCH_JOBS_STREAM,
+        model=events.SocialPostJob,
+        producer=CONTACTS,
+        consumers=(dispatcher,),
+        description=f"Post a message on one volunteer's {label} account (credentials sealed).",
+        carries_pii=True,  # the volunteer's account credentials, sealed
+    )
+    result = SubjectSpec(
+        pattern=f"dispatch.{network}.results",
+        stream=DISPATCH_RESULTS_STREAM,
+        model=events.DispatchResult,
+        producer=dispatcher,
+        consumers=(FEED, CONTACTS),
+        description=f"Outcome of one {label} post (token_revoked: the volunteer must reconnect).",
+    )
+    return job, result
+
+
+MASTODON_JOB, MASTODON_RESULT = _social_subjects("mastodon", DISPATCH_MASTODON, "Mastodon")
+BLUESKY_JOB, BLUESKY_RESULT = _social_subjects("bluesky", DISPATCH_BLUESKY, "Bluesky")
+X_JOB, X_RESULT = _social_subjects("x", DISPATCH_X, "X")
+SOCIAL_JOBS = {events.Channel.mastodon: MASTODON_JOB, events.Channel.bluesky: BLUESKY_JOB, events.Channel.x: X_JOB}
+DISPATCH_RESULT_SUBJECTS = (EMAIL_RESULT, MASTODON_RESULT, BLUESKY_RESULT, X_RESULT)  # feed and contacts follow all
+
 SUPPRESSION_ADDED = SubjectSpec(
     pattern="contacts.suppressions",
     stream=SUPPRESSIONS_STREAM,
@@ -269,6 +302,12 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     RELEASE_WATERMARK,
     EMAIL_JOB,
     EMAIL_RESULT,
+    MASTODON_JOB,
+    MASTODON_RESULT,
+    BLUESKY_JOB,
+    BLUESKY_RESULT,
+    X_JOB,
+    X_RESULT,
     SUPPRESSION_ADDED,
 )
 

@@ -39,6 +39,7 @@ class Channel(StrEnum):
     email = "email"
     mastodon = "mastodon"
     bluesky = "bluesky"
+    x = "x"
 
 
 class EmailVariant(BaseModel):
@@ -176,6 +177,22 @@ class EmailJob(Event):
     subject: str = Field(min_length=1, max_length=200)
     body_text: str = Field(min_length=1, max_length=100_000)
     unsubscribe_url: str = Field(min_length=1, max_length=2000, description="RFC 8058 one-click URL")
+
+
+class SocialPostJob(Event):
+    """One post on one of the volunteer's own accounts (the subject says
+    which network). The account's credentials travel sealed with a key only
+    contacts and the social dispatchers hold, the job id bound as associated
+    data: NATS, its disk and its logs never see them in clear."""
+
+    schema_version: Literal[1] = 1
+    job_id: str = Field(min_length=1, max_length=64)
+    relay_id: str = Field(min_length=1, max_length=64)
+    message_id: str = Field(min_length=1, max_length=64)
+    volunteer_id: str = Field(min_length=1, max_length=64)
+    text: str = Field(min_length=1, max_length=2000, description="the message's short variant")
+    link: str | None = Field(default=None, max_length=2000)
+    credentials: str = Field(min_length=1, max_length=8000, description="sealed account credentials (base64)")
 
 
 class DeliveryStatus(StrEnum):

@@ -10,6 +10,8 @@ from services.contacts.app import create_app as contacts_app
 from services.contacts.settings import ContactsSettings
 from services.dispatch.app import create_email_app
 from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.social.app import create_social_app
+from services.dispatch.social.wiring import NETWORKS
 from services.feed.app import create_app as feed_app
 from services.feed.settings import FeedSettings
 from services.matcher.app import create_app as matcher_app
@@ -22,6 +24,7 @@ KEYS = {
     "master_key": base64.b64encode(b"m" * 32).decode(),
     "address_index_key": base64.b64encode(b"i" * 32).decode(),
     "link_key": base64.b64encode(b"l" * 32).decode(),
+    "credentials_key": base64.b64encode(b"k" * 32).decode(),
 }
 
 
@@ -41,4 +44,6 @@ def build_apps(nats_url: str = "nats://127.0.0.1:1", db_url: str = "sqlite://",
         "dispatch-email": create_email_app(
             EmailDispatchSettings(from_address="relais@campagne.example", smtp_port=smtp_port, common=common)
         ),
+        **{f"dispatch-{name}": create_social_app(name, network.settings(
+            credentials_key=KEYS["credentials_key"], common=common)) for name, network in NETWORKS.items()},
     }

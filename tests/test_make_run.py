@@ -80,7 +80,7 @@ def test_ctrl_c_stops_every_process_it_started(tmp_path: Path):
                 break
         assert "Maillage is up" in "".join(lines), "".join(lines)
         children = children_of(proc.pid)
-        assert len(children) == 6, children  # nats, the sink, four services
+        assert len(children) == 9, children  # nats, the sink, four services, three social dispatchers
         proc.send_signal(signal.SIGINT)
         assert proc.wait(60) == 0
         time.sleep(0.5)

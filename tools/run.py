@@ -1,7 +1,8 @@
 """`make run`: the whole of Maillage on this machine, with demo data.
 
 Starts NATS (JetStream, data in var/nats), the SMTP sink (mail in var/mail),
-feed, contacts, matcher and the email dispatcher as separate processes,
+feed, contacts, matcher, the email dispatcher and the Mastodon, Bluesky and
+X dispatchers as separate processes,
 seeds a demo campaign, prints where to look, and stops everything on Ctrl-C.
 Logs go to var/log/<process>.log."""
 
@@ -22,7 +23,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--var", type=Path, default=Path("var"), help="state folder (default: var/)")
     parser.add_argument("--no-seed", action="store_true", help="start without demo data")
     parser.add_argument("--free-ports", action="store_true",
-                        help="pick free ports instead of the defaults (NATS 4322, SMTP 2525, web 8010-8040)")
+                        help="pick free ports instead of the defaults (NATS 4322, SMTP 2525, web 8010-8043)")
     parser.add_argument("--ready-only", action="store_true",
                         help="stop as soon as everything is ready and seeded (smoke check)")
     args = parser.parse_args(argv)
@@ -55,6 +56,8 @@ def print_welcome(cfg: StackConfig, seconds: float, demo: dict | None) -> None:
         f"  contacts (volunteer) {cfg.url('contacts')}/docs",
         f"  matcher             {cfg.url('matcher')}/readyz",
         f"  dispatch email      {cfg.url('dispatch_email')}/metrics",
+        f"  dispatch social     {cfg.url('dispatch_mastodon')}/metrics  {cfg.url('dispatch_bluesky')}/metrics  "
+        f"{cfg.url('dispatch_x')}/metrics",
         f"  mail received       http://127.0.0.1:{p.mail_web}/   (files in {cfg.var}/mail)",
         f"  NATS                nats://127.0.0.1:{p.nats}",
         f"  logs                {cfg.var}/log/",

@@ -16,7 +16,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import httpx
@@ -56,10 +56,13 @@ class Ports:
     contacts: int = 8020
     matcher: int = 8030
     dispatch_email: int = 8040
+    dispatch_mastodon: int = 8041
+    dispatch_bluesky: int = 8042
+    dispatch_x: int = 8043
 
     @classmethod
     def free(cls) -> Ports:
-        return cls(*(free_port() for _ in range(7)))
+        return cls(*(free_port() for _ in fields(cls)))
 
 
 @dataclass
@@ -74,6 +77,8 @@ class StackConfig:
     feed_db: str | None = None
     contacts_db: str | None = None
     log_format: str = "console"
+    # where the Bluesky and X dispatchers post (a local fake in tests); None: the real networks
+    social_api_url: str | None = None
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
@@ -92,10 +97,11 @@ def dev_keys(var: Path) -> dict[str, str]:
     """Contacts' keys for a local run: made once, kept under var/ so the
     books stay readable across runs (production takes them from a Secret)."""
     path = var / "dev-keys.json"
-    if not path.exists():
+    keys = json.loads(path.read_text()) if path.exists() else {}
+    names = ("MASTER_KEY", "ADDRESS_INDEX_KEY", "LINK_KEY", "CREDENTIALS_KEY")
+    if any(name not in keys for name in names):  # a var/ from before a key existed gets it added
         var.mkdir(parents=True, exist_ok=True)
-        keys = {name: base64.b64encode(os.urandom(32)).decode()
-                for name in ("MASTER_KEY", "ADDRESS_INDEX_KEY", "LINK_KEY")}
+        keys |= {name: base64.b64encode(os.urandom(32)).decode() for name in names if name not in keys}
         path.write_text(json.dumps(keys))
         path.chmod(0o600)
     return {f"MAILLAGE_CONTACTS_{k}": v for k, v in json.loads(path.read_text()).items()}
@@ -141,6 +147,16 @@ def processes(cfg: StackConfig) -> list[Proc]:
             "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": cfg.from_address,
         }, f"{cfg.url('dispatch_email')}/readyz"),
     ]
+    # The social dispatchers open what contacts seals with the same key.
+    sealing = dev_keys(var)["MAILLAGE_CONTACTS_CREDENTIALS_KEY"]
+    for network in ("mastodon", "bluesky", "x"):
+        prefix = f"MAILLAGE_DISPATCH_{network.upper()}_"
+        env = {f"{prefix}HTTP_PORT": str(getattr(p, f"dispatch_{network}")), f"{prefix}CREDENTIALS_KEY": sealing}
+        if cfg.social_api_url:
+            env |= {"MAILLAGE_DISPATCH_BLUESKY_SERVICE_URL": cfg.social_api_url,
+                    "MAILLAGE_DISPATCH_X_API_URL": cfg.social_api_url}
+        procs.append(Proc(f"dispatch-{network}", [py, "-m", "services.dispatch", network], env,
+                          f"{cfg.url(f'dispatch_{network}')}/readyz"))
     for proc in procs:
         proc.env = {**os.environ, **common, **proc.env}
     return procs

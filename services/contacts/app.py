@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from prometheus_client import Counter
 
 from services.contacts import handlers
-from services.contacts.api import accounts, book, imports, inbox, public
+from services.contacts.api import accounts, book, imports, inbox, networks, public
 from services.contacts.api.deps import Keys, contacts_authenticator
 from services.contacts.retention import keep_retention
 from services.contacts.settings import ContactsSettings
@@ -17,6 +17,7 @@ from shared.auth import hash_token
 from shared.bus import Bus
 from shared.db import make_engine
 from shared.links import InvalidLink
+from shared.sealed import TransitSealer
 from shared.service import create_service_app
 
 RELAYS = Counter("maillage_contacts_relays_total", "Relays clicked by volunteers.")
@@ -42,7 +43,7 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         title="Maillage contacts",
         description="Each volunteer's confidential contact book, inbox and one-click relay.",
         routers=[accounts.admin, accounts.public, accounts.router, book.router, imports.router,
-                 inbox.router, public.router],
+                 inbox.router, networks.router, public.router],
         engine=engine,
         create_schema=create_schema,
         authenticate=contacts_authenticator(engine, hash_token(settings.provisioning_token.get_secret_value())),
@@ -52,6 +53,7 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
     )
     app.add_exception_handler(InvalidLink, public.invalid_link)
     app.state.keys = Keys.from_settings(settings)
+    app.state.sealer = TransitSealer.from_secret(settings.credentials_key)
     app.state.relays_counter = RELAYS
     app.state.background = background
     return app

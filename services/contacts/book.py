@@ -34,6 +34,7 @@ from services.contacts.store import (
     ImportJob,
     InboxItem,
     Invite,
+    NetworkAccount,
     Relay,
     SearchToken,
     SentItem,
@@ -295,7 +296,7 @@ def erase_volunteer(session: Session, volunteer_id: str) -> None:
     relays = select(Relay.id).where(Relay.volunteer_id == volunteer_id)
     session.exec(delete(SentItem).where(SentItem.relay_id.in_(relays)))
     session.exec(delete(Invite).where(Invite.volunteer_id == volunteer_id))
-    for model in (InboxItem, Relay, ImportJob):
+    for model in (InboxItem, Relay, ImportJob, NetworkAccount):
         session.exec(delete(model).where(model.volunteer_id == volunteer_id))
 
 

@@ -9,19 +9,21 @@ from sqlalchemy.engine import Engine
 from sqlalchemy import delete
 from sqlmodel import Session
 
+from services.contacts import networks
 from services.contacts.store import CampaignMessage, InboxItem, SentItem, TaxonomyTerm, Volunteer
 from shared.bus import Bus
 from shared.catalogue import (
-    EMAIL_RESULT,
+    DISPATCH_RESULT_SUBJECTS,
     MESSAGE_PUBLISHED,
     MESSAGE_WITHDRAWN,
     SUGGESTION_MADE,
     TAXONOMY_PUBLISHED,
 )
 from shared.db import in_session
-from shared.events import DispatchResult, MessagePublished, MessageWithdrawn, Suggestion, Taxonomy
+from shared.events import Channel, DispatchResult, MessagePublished, MessageWithdrawn, Suggestion, Taxonomy
 
 log = structlog.get_logger(__name__)
+TOKEN_REVOKED = "token_revoked"  # what a social dispatcher reports when the network refuses the credentials
 
 SUGGESTIONS_RECEIVED = Counter(
     "maillage_contacts_suggestions_received_total",
@@ -42,6 +44,8 @@ def register(bus: Bus, engine: Engine) -> None:
                     interests=list(event.interests),
                     email_subject=event.variants.email.subject,
                     email_body=event.variants.email.body,
+                    short_text=event.variants.short.text if event.variants.short else None,
+                    link=event.link,
                     priority=event.priority,
                     expires_at=event.expires_at,
                 )
@@ -96,14 +100,22 @@ def register(bus: Bus, engine: Engine) -> None:
         if outcome != "stored":
             log.warning("suggestion.dropped", reason=outcome, volunteer_id=event.volunteer_id)
 
-    @bus.subscriber(EMAIL_RESULT, durable="contacts-email-results", batch_size=64)
     async def record_outcome(event: DispatchResult, _msg) -> None:
+        """The volunteer's history learns what became of each job; a social
+        network that refused the credentials marks the account to reconnect."""
+
         def save(session: Session) -> None:
+            if event.reason == TOKEN_REVOKED and event.channel is not Channel.email:
+                networks.mark_revoked(session, event.volunteer_id, event.channel, event.occurred_at)
             item = session.get(SentItem, event.job_id)
             if item is None:  # an invitation, or a relay erased since
                 return
-            item.status, item.updated_at = event.status.value, event.occurred_at
+            item.status, item.reason, item.updated_at = event.status.value, event.reason, event.occurred_at
             session.add(item)
             session.commit()
 
         await in_session(engine, save)
+
+    for spec in DISPATCH_RESULT_SUBJECTS:  # each channel on its own durable consumer
+        channel = spec.pattern.split(".")[1]
+        bus.subscriber(spec, durable=f"contacts-{channel}-results", batch_size=64)(record_outcome)

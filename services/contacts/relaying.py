@@ -95,7 +95,14 @@ def _reserve(session: Session, blind: str, message_id: str, relay_id: str, sent:
         return winner is not None and winner.relay_id == relay_id
 
 
-def relay_outcomes(session: Session, relay_id: str) -> tuple[Relay | None, dict[str, int]]:
-    counts = dict(session.exec(select(SentItem.status, func.count()).where(
-        SentItem.relay_id == relay_id).group_by(SentItem.status)).all())
-    return session.get(Relay, relay_id), counts
+def relay_outcomes(session: Session, relay_id: str) -> tuple[Relay | None, dict[str, dict[str, int]], dict[str, str]]:
+    """The relay, its jobs counted per channel and status, and why each
+    social post failed (one post per network: its reason, if any)."""
+    rows = session.exec(select(SentItem.channel, SentItem.status, func.count()).where(
+        SentItem.relay_id == relay_id).group_by(SentItem.channel, SentItem.status)).all()
+    counts: dict[str, dict[str, int]] = {}
+    for channel, state, n in rows:
+        counts.setdefault(channel, {})[state] = n
+    reasons = dict(session.exec(select(SentItem.channel, SentItem.reason).where(
+        SentItem.relay_id == relay_id, SentItem.channel != Channel.email.value, SentItem.reason.is_not(None))).all())
+    return session.get(Relay, relay_id), counts, reasons

@@ -25,6 +25,10 @@ class ContactsSettings(ServiceSettings):
     )
     address_index_key: SecretStr = Field(description="base64 key (≥ 32 bytes) for address hashes")
     link_key: SecretStr = Field(description="base64 key (≥ 32 bytes) signing unsubscribe/consent links")
+    credentials_key: SecretStr = Field(
+        description="base64 32-byte key sealing social credentials into dispatch jobs "
+        "(the social dispatchers hold the same one)"
+    )
     max_import_bytes: int = Field(default=50 * 1024 * 1024, gt=0)
     recipient_cap: int = Field(default=3, ge=1, description="messages one person may get per window")
     recipient_cap_days: int = Field(default=7, ge=1)

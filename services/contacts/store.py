@@ -145,6 +145,8 @@ class CampaignMessage(ContactsTable, table=True):
     interests: list[str] = Field(sa_column=Column(JSON, nullable=False))
     email_subject: str
     email_body: str
+    short_text: str | None = None  # the variant posted on social networks and in share links
+    link: str | None = Field(default=None, max_length=2000)
     priority: int = 1
     expires_at: datetime | None = None
     withdrawn_at: datetime | None = None
@@ -189,7 +191,20 @@ class SentItem(ContactsTable, table=True):
     message_id: str = Field(max_length=64)
     channel: str = Field(max_length=16)
     status: str = Field(max_length=16)
+    reason: str | None = Field(default=None, max_length=200)  # why it failed: token_revoked, smtp 550 …
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class NetworkAccount(ContactsTable, table=True):
+    """A social account the volunteer connected. Its credentials and handle
+    are sealed with the volunteer's data key, like their contacts: erasing
+    the volunteer's key erases them too."""
+
+    volunteer_id: str = Field(foreign_key="volunteer.id", primary_key=True, max_length=64, ondelete="CASCADE")
+    network: str = Field(primary_key=True, max_length=16)
+    sealed: bytes = Field(sa_column=sealed())  # credentials and the account's handle
+    connected_at: datetime = Field(default_factory=utcnow)
+    revoked_at: datetime | None = None  # the network refused the credentials: reconnect
 
 
 class ImportJob(ContactsTable, table=True):

@@ -6,7 +6,7 @@ import argparse
 
 from shared.service import serve
 
-CHANNELS = ("email",)
+CHANNELS = ("email", "mastodon", "bluesky", "x")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -15,15 +15,23 @@ def main(argv: list[str] | None = None) -> None:
         description="Run one channel's dispatcher. Each channel is its own process, "
         "scaled on its own; replicas of a channel share one JetStream consumer.",
         epilog="Settings come from MAILLAGE_DISPATCH_<CHANNEL>_* variables or .env, e.g. "
-        "MAILLAGE_DISPATCH_EMAIL_SMTP_HOST, MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS.",
+        "MAILLAGE_DISPATCH_EMAIL_SMTP_HOST, MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS, "
+        "MAILLAGE_DISPATCH_MASTODON_CREDENTIALS_KEY.",
     )
     parser.add_argument("channel", choices=CHANNELS, help="which channel to send on")
-    parser.parse_args(argv)
-    from services.dispatch.app import create_email_app
-    from services.dispatch.settings import EmailDispatchSettings
+    channel = parser.parse_args(argv).channel
+    if channel == "email":  # each process imports only its own channel's code
+        from services.dispatch.app import create_email_app
+        from services.dispatch.settings import EmailDispatchSettings
 
-    settings = EmailDispatchSettings()
-    serve(create_email_app(settings), settings)
+        settings = EmailDispatchSettings()
+        serve(create_email_app(settings), settings)
+    else:
+        from services.dispatch.social.app import create_social_app
+        from services.dispatch.social.wiring import NETWORKS
+
+        settings = NETWORKS[channel].settings()
+        serve(create_social_app(channel, settings), settings)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from services.feed.store import DeliveryFact, RelayFact, SuggestionFact, SuggestionInterest, SuggestionRegion, add_once
 from shared.bus import Bus
-from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
+from shared.catalogue import DISPATCH_RESULT_SUBJECTS, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import in_session
 from shared.events import Channel, DispatchResult, RelayRequested, Suggestion
 
@@ -47,7 +47,6 @@ def register(bus: Bus, engine: Engine) -> None:
             )
         )
 
-    @bus.subscriber(EMAIL_RESULT, durable="feed-email-results", batch_size=64)
     async def count_delivery(event: DispatchResult, _msg) -> None:
         await record(
             DeliveryFact(
@@ -59,3 +58,8 @@ def register(bus: Bus, engine: Engine) -> None:
                 reason=event.reason,
             )
         )
+
+    # every channel's results count alike (the fact says its channel), each on its own durable
+    for spec in DISPATCH_RESULT_SUBJECTS:
+        channel = spec.pattern.split(".")[1]
+        bus.subscriber(spec, durable=f"feed-{channel}-results", batch_size=64)(count_delivery)

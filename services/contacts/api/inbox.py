@@ -10,12 +10,12 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
-from services.contacts import domain
+from services.contacts import domain, fanout
 from services.contacts.api.deps import current_volunteer, keys, not_found, settings, with_book
 from services.contacts.book import Book
 from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
 from services.contacts.relaying import RelayPlan, plan_relay, relay_outcomes
-from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED
+from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED, SOCIAL_JOBS
 from shared.db import in_session, insert_or_get, mark_once
 from shared.events import Channel, RelayRequested, utcnow
 
@@ -40,18 +40,21 @@ class InboxEntry(BaseModel):
 
 
 class ChannelOutcome(BaseModel):
-    status: str
+    status: str = Field(description="email: sending, done · a social post: queued, posted, failed · "
+                        "a network without an open API: link (open url)")
     queued: int = 0
     delivered: int = 0
     failed: int = 0
     skipped: dict[str, int] = Field(default_factory=dict,
                                     description="not sent, and why: suppressed, already_received, over_cap")
+    reason: str | None = Field(default=None, description="why a post failed: token_revoked (reconnect), http 422 …")
+    url: str | None = Field(default=None, description="a prefilled share link for the client to open")
 
 
 class RelayOut(BaseModel):
     relay_id: str
     message_id: str
-    channels: dict[Channel, ChannelOutcome]
+    channels: dict[str, ChannelOutcome] = Field(description="email, each connected social account, share links")
 
 
 @router.get("/inbox", summary="Messages suggested for my network")
@@ -78,12 +81,15 @@ async def inbox(request: Request, vol: Volunteer = Depends(current_volunteer)) -
     return await in_session(request.app.state.engine, load)
 
 
-@router.post("/inbox/{suggestion_id}/relay", summary="Relay this message to all my networks, in one click")
+@router.post("/inbox/{suggestion_id}/relay", summary="Relay this message to all my networks, in one click",
+             response_model_exclude_none=True)
 async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(current_volunteer)) -> RelayOut:
     """Queues one personal email per confirmed contact the message fits,
     except people who opted out, who already got this message from another
-    volunteer, or who reached the campaign's per-person cap. The same click
-    twice is the same relay: nothing is sent twice."""
+    volunteer, or who reached the campaign's per-person cap; one post on each
+    social account the volunteer connected; and prefilled share links for
+    the networks without an open API. The same click twice is the same
+    relay: nothing is sent twice."""
     bus, cfg, k = request.app.state.bus, settings(request), keys(request)
     rid = domain.relay_id(suggestion_id)
 
@@ -105,15 +111,25 @@ async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(c
         return message_id, plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
                                       cap=cfg.recipient_cap, window=timedelta(days=cfg.recipient_cap_days))
 
-    message_id, plan = await with_book(request, vol, prepare)
+    def prepare_all(session: Session, book: Book) -> tuple[str, RelayPlan | None, list]:
+        message_id, plan = prepare(session, book)
+        if plan is None:
+            return message_id, None, []
+        posts = fanout.plan_posts(session, book, session.get(CampaignMessage, message_id), rid,
+                                  request.app.state.sealer)
+        return message_id, plan, posts
+
+    message_id, plan, posts = await with_book(request, vol, prepare_all)
     if plan is not None:
         # Job ids are stable, so a retry after a failure here re-publishes the
         # same ids and JetStream's dedupe window drops the copies.
         try:
             await bus.publish_many(EMAIL_JOB, [(j, (), j.job_id) for j in plan.jobs])
+            for channel, job in posts:
+                await bus.publish(SOCIAL_JOBS[channel], job, msg_id=job.job_id)
             await bus.publish(RELAY_REQUESTED, RelayRequested(
                 relay_id=rid, volunteer_id=vol.id, message_id=message_id,
-                jobs_queued={Channel.email: len(plan.jobs)}), msg_id=rid)
+                jobs_queued={Channel.email: len(plan.jobs), **{channel: 1 for channel, _ in posts}}), msg_id=rid)
         except Exception as exc:
             await in_session(request.app.state.engine, lambda s: let_next_click_retry(s, rid))
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
@@ -155,14 +171,31 @@ async def published(request: Request, rid: str) -> None:
         await asyncio.sleep(0.05)
 
 
-@router.get("/relays/{relay_id}", summary="What became of one of my relays")
+@router.get("/relays/{relay_id}", summary="What became of one of my relays", response_model_exclude_none=True)
 async def relay_status(relay_id: str, request: Request, vol: Volunteer = Depends(current_volunteer)) -> RelayOut:
-    row, counts = await in_session(request.app.state.engine, lambda s: relay_outcomes(s, relay_id))
+    def load(session: Session):
+        row, counts, reasons = relay_outcomes(session, relay_id)
+        msg = session.get(CampaignMessage, row.message_id) if row is not None else None
+        return row, counts, reasons, msg
+
+    row, counts, reasons, msg = await in_session(request.app.state.engine, load)
     if row is None or row.volunteer_id != vol.id:
         raise not_found("relay")
-    delivered, failed = counts.get("delivered", 0), counts.get("failed", 0)
+    email = counts.pop(Channel.email.value, {})
+    delivered, failed = email.get("delivered", 0), email.get("failed", 0)
     pending = row.emails_queued - delivered - failed
-    return RelayOut(relay_id=row.id, message_id=row.message_id, channels={
-        Channel.email: ChannelOutcome(
-            status="sending" if pending > 0 else "done", queued=row.emails_queued,
-            delivered=delivered, failed=failed, skipped=row.skipped)})
+    channels = {Channel.email.value: ChannelOutcome(
+        status="sending" if pending > 0 else "done", queued=row.emails_queued,
+        delivered=delivered, failed=failed, skipped=row.skipped)}
+    for channel, states in counts.items():  # one post per connected account
+        state = next(iter(states))
+        channels[channel] = ChannelOutcome(status=SOCIAL_STATUS.get(state, state), queued=1,
+                                           delivered=states.get("delivered", 0), failed=states.get("failed", 0),
+                                           reason=reasons.get(channel))
+    if msg is not None:
+        for name, url in fanout.links_for(msg, posted_on=set(counts)).items():
+            channels[name] = ChannelOutcome(status="link", url=url)
+    return RelayOut(relay_id=row.id, message_id=row.message_id, channels=channels)
+
+
+SOCIAL_STATUS = {"delivered": "posted"}  # as the volunteer reads it: a post is posted, not delivered

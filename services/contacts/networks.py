@@ -1,0 +1,139 @@
+"""The social accounts a volunteer connects, kept like their contacts:
+credentials and handle sealed with the volunteer's data key, opened only
+to seal them again into a dispatch job (``shared.sealed``) when the
+volunteer relays. Nothing here returns or logs a secret."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import (
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from sqlmodel import Session, select
+
+from services.contacts.book import Book
+from services.contacts.store import NetworkAccount
+from shared.events import Channel, utcnow
+
+SOCIAL = (Channel.mastodon, Channel.bluesky, Channel.x)
+APP_PASSWORD = re.compile(r"[a-z0-9]{4}(-[a-z0-9]{4}){3}")
+Handle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Token = Annotated[SecretStr, Field(min_length=8, max_length=2000)]
+
+
+class _Credentials(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    def secret_fields(self) -> dict:
+        """The credentials in clear, for sealing (never for a response)."""
+        return {k: v.get_secret_value() if isinstance(v, SecretStr) else (str(v) if v is not None else None)
+                for k, v in self}
+
+
+class MastodonCredentials(_Credentials):
+    instance_url: AnyHttpUrl = Field(description="your instance, e.g. https://mastodon.social")
+    access_token: Token = Field(description="an access token with the write:statuses scope")
+    handle: Handle | None = Field(default=None, description="shown back to you, e.g. @alice@mastodon.social")
+
+
+class BlueskyCredentials(_Credentials):
+    handle: Handle = Field(description="e.g. alice.bsky.social")
+    app_password: SecretStr = Field(description="an app password (Settings → App passwords), never your password")
+    service_url: AnyHttpUrl | None = Field(default=None, description="your PDS, if not bsky.social")
+
+    @field_validator("app_password")
+    @classmethod
+    def _app_password(cls, value: SecretStr) -> SecretStr:
+        # An account's own password would work too, and would give us the
+        # whole account: only the xxxx-xxxx-xxxx-xxxx shape of an app password is taken.
+        if not APP_PASSWORD.fullmatch(value.get_secret_value()):
+            raise ValueError("an app password looks like xxxx-xxxx-xxxx-xxxx (Settings → Privacy and security → App passwords)")
+        return value
+
+
+class XCredentials(_Credentials):
+    access_token: Token = Field(description="an OAuth 2.0 user access token with tweet.write")
+    handle: Handle | None = Field(default=None, description="shown back to you, e.g. @alice")
+
+
+CREDENTIALS: dict[Channel, type[_Credentials]] = {
+    Channel.mastodon: MastodonCredentials, Channel.bluesky: BlueskyCredentials, Channel.x: XCredentials,
+}
+
+
+class NetworkStatus(BaseModel):
+    network: Channel
+    connected: bool
+    handle: str | None = None
+    since: datetime | None = None
+    problem: str | None = Field(default=None, description="token_revoked: the network refused it, reconnect")
+
+
+def parse(network: Channel, body: dict) -> _Credentials:
+    """Raises ValidationError naming the field (never echoing its value)."""
+    return CREDENTIALS[network].model_validate(body)
+
+
+def validation_detail(exc: ValidationError) -> list[dict]:
+    return [{"loc": ["body", *e["loc"]], "msg": e["msg"], "type": e["type"]}
+            for e in exc.errors(include_input=False, include_url=False, include_context=False)]
+
+
+def _record(network: Channel) -> str:
+    return f"network:{network.value}"
+
+
+def connect(session: Session, book: Book, network: Channel, creds: _Credentials) -> NetworkStatus:
+    row = NetworkAccount(volunteer_id=book.volunteer_id, network=network.value, sealed=book.cipher.seal(
+        _record(network), {"credentials": creds.secret_fields(), "handle": getattr(creds, "handle", None)}))
+    session.merge(row)  # connecting again replaces the account and clears a revocation
+    session.commit()
+    return status_of(book, row, network)
+
+
+def status_of(book: Book, row: NetworkAccount | None, network: Channel) -> NetworkStatus:
+    if row is None:
+        return NetworkStatus(network=network, connected=False)
+    handle = book.cipher.open(_record(network), row.sealed)["handle"]
+    return NetworkStatus(network=network, connected=row.revoked_at is None, handle=handle, since=row.connected_at,
+                         problem="token_revoked" if row.revoked_at else None)
+
+
+def account(session: Session, volunteer_id: str, network: Channel) -> NetworkAccount | None:
+    return session.get(NetworkAccount, (volunteer_id, network.value))
+
+
+def disconnect(session: Session, volunteer_id: str, network: Channel) -> bool:
+    row = account(session, volunteer_id, network)
+    if row is None:
+        return False
+    session.delete(row)
+    session.commit()
+    return True
+
+
+def connected_credentials(session: Session, book: Book) -> dict[Channel, dict]:
+    """The working accounts' credentials, in clear, for a relay to seal into jobs."""
+    rows = session.exec(select(NetworkAccount).where(NetworkAccount.volunteer_id == book.volunteer_id,
+                                                     NetworkAccount.revoked_at.is_(None))).all()
+    return {Channel(r.network): book.cipher.open(_record(Channel(r.network)), r.sealed)["credentials"] for r in rows}
+
+
+def mark_revoked(session: Session, volunteer_id: str, network: Channel, at: datetime | None = None) -> None:
+    """The network refused the credentials: the account stops being used
+    until the volunteer connects it again."""
+    row = account(session, volunteer_id, network)
+    if row is not None and row.revoked_at is None:
+        row.revoked_at = at or utcnow()
+        session.add(row)
+        session.commit()

@@ -1,0 +1,102 @@
+"""A social dispatcher's NATS handler: one job, at most one post, one result.
+
+Every network runs the same loop; only the adapter differs:
+- the credentials are opened (sealed by contacts for this job only);
+- an account whose rate-limit window is nearly spent, or that got a 429,
+  waits: the job is nacked with a delay until the window resets, instead
+  of being tried (JetStream redelivers it then);
+- a transient failure (429, 5xx, network) is nacked with that delay or
+  with exponential backoff, until ``max_deliver``; then it fails;
+- a revoked token is a permanent failure with reason ``token_revoked``:
+  contacts shows it to the volunteer, who reconnects the account.
+Nothing here logs or reports the credentials, nor the post's URL."""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import httpx
+import structlog
+from prometheus_client import Counter
+
+from services.dispatch.social.domain import Outcome, Throttle, Verdict, Window
+from services.dispatch.social.settings import SocialDispatchSettings
+from shared.bus import Bus, redelivery_delay
+from shared.catalogue import SubjectSpec
+from shared.events import Channel, DeliveryStatus, DispatchResult, SocialPostJob
+from shared.sealed import SealError, TransitSealer
+
+log = structlog.get_logger(__name__)
+
+POSTS = Counter(
+    "maillage_dispatch_social_posts_total",
+    "Social jobs by network and outcome: posted, retry, paused (rate limit), failed, revoked.",
+    ["network", "outcome"],
+)
+
+
+class Poster(Protocol):
+    channel: Channel
+
+    async def post(self, job: SocialPostJob, creds: dict, *, retried: bool = False) -> tuple[Outcome, Window | None]:
+        ...
+
+
+class SocialDispatcher:
+    def __init__(self, bus: Bus, settings: SocialDispatchSettings, poster: Poster,
+                 jobs: SubjectSpec, results: SubjectSpec) -> None:
+        self.bus, self.poster, self.results = bus, poster, results
+        self.network = poster.channel
+        self.max_deliver = settings.max_deliver
+        self.sealer = TransitSealer.from_secret(settings.credentials_key)
+        self.throttle = Throttle(settings.rate_reserve)
+
+        @bus.subscriber(jobs, durable=f"dispatch-{self.network.value}", max_deliver=settings.max_deliver,
+                        ack_wait=max(60.0, 3 * settings.http_timeout), batch_size=8)
+        async def post(job: SocialPostJob, msg) -> None:
+            await self.handle(job, msg)
+
+    async def report(self, job: SocialPostJob, status: DeliveryStatus, reason: str | None) -> None:
+        result = DispatchResult(job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
+                                volunteer_id=job.volunteer_id, channel=self.network, status=status, reason=reason)
+        await self.bus.publish(self.results, result, msg_id=f"{job.job_id}:result")
+
+    async def handle(self, job: SocialPostJob, msg) -> None:
+        attempt = msg.raw_message.metadata.num_delivered or 1
+        account = job.volunteer_id
+        try:
+            creds = self.sealer.open(job.job_id, job.credentials)
+        except SealError:
+            return await self.finish(job, Outcome(Verdict.failed, "credentials_unreadable"))
+        wait = self.throttle.wait(account, time.time())
+        if wait > 0:
+            POSTS.labels(self.network.value, "paused").inc()
+            await msg.nack(delay=wait)
+            return
+        try:
+            outcome, window = await self.poster.post(job, creds, retried=attempt > 1)
+        except KeyError:
+            outcome, window = Outcome(Verdict.failed, "credentials_incomplete"), None
+        except (httpx.HTTPError, ValueError) as exc:  # network trouble, or an answer that is not JSON
+            outcome, window = Outcome(Verdict.retry, type(exc).__name__), None
+        self.throttle.observe(account, window)
+        if outcome.verdict is Verdict.retry:
+            if outcome.retry_after:
+                self.throttle.hold(account, time.time() + outcome.retry_after)
+            if attempt < self.max_deliver:
+                delay = outcome.retry_after or redelivery_delay(attempt)
+                POSTS.labels(self.network.value, "retry").inc()
+                log.info("social.retry", network=self.network.value, job_id=job.job_id,
+                         reason=outcome.reason, delay=round(delay, 1))
+                await msg.nack(delay=delay)
+                return
+        await self.finish(job, outcome)
+
+    async def finish(self, job: SocialPostJob, outcome: Outcome) -> None:
+        posted = outcome.verdict is Verdict.posted
+        POSTS.labels(self.network.value, outcome.verdict.value).inc()
+        if not posted:
+            log.info("social.failed", network=self.network.value, job_id=job.job_id, reason=outcome.reason)
+        await self.report(job, DeliveryStatus.delivered if posted else DeliveryStatus.failed,
+                          None if posted else outcome.reason)

@@ -1,0 +1,89 @@
+"""A volunteer's social accounts in contacts: connect, see, disconnect;
+secrets sealed at rest and never shown back; each volunteer sees and
+changes only their own; bad input is a 422 naming the field."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, select
+
+from services.contacts.app import create_app
+from services.contacts.store import NetworkAccount
+from services.contacts.sharing import share_links
+from tests.apps import contacts_settings
+from tests.test_http_api import loc_of, new_volunteer
+
+MASTODON = {"instance_url": "https://mastodon.example", "access_token": "mastodon-secret-token-4242",
+            "handle": "@alice@mastodon.example"}
+BLUESKY = {"handle": "alice.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"}
+SECRETS = ("mastodon-secret-token-4242", "abcd-efgh-ijkl-mnop")
+
+
+@pytest.fixture
+def contacts(nats_url: str, db_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(contacts_settings(nats_url, db_url))) as client:
+        yield client
+
+
+def test_connect_see_and_disconnect_without_ever_showing_a_secret(contacts: TestClient):
+    _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
+    r = contacts.put("/me/networks/mastodon", headers=alice, json=MASTODON)
+    assert r.status_code == 200, r.text
+    assert r.json()["connected"] is True and r.json()["handle"] == "@alice@mastodon.example"
+    assert contacts.put("/me/networks/bluesky", headers=alice, json=BLUESKY).status_code == 200
+    listed = contacts.get("/me/networks", headers=alice)
+    assert {n["network"]: n["connected"] for n in listed.json()} == {"mastodon": True, "bluesky": True, "x": False}
+    assert listed.json()[1]["handle"] == "alice.bsky.social" and listed.json()[1]["since"]
+    for r in (listed, contacts.get("/me/networks/mastodon", headers=alice), contacts.get("/openapi.json")):
+        assert not any(s in r.text for s in SECRETS)
+
+    with Session(contacts.app.state.engine) as session:  # sealed at rest: neither secret nor handle in clear
+        rows = session.exec(select(NetworkAccount)).all()
+    assert len(rows) == 2 and not any(s.encode() in r.sealed or b"alice" in r.sealed for r in rows for s in SECRETS)
+
+    assert contacts.delete("/me/networks/mastodon", headers=alice).status_code == 204
+    assert contacts.get("/me/networks/mastodon", headers=alice).json()["connected"] is False
+    assert contacts.delete("/me/networks/mastodon", headers=alice).status_code == 404
+
+
+def test_a_volunteer_sees_and_changes_only_their_own_accounts(contacts: TestClient):
+    _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
+    _, bob = new_volunteer(contacts, "Bob Nguyen", "bob@benevoles.example")
+    contacts.put("/me/networks/mastodon", headers=alice, json=MASTODON)
+    assert contacts.get("/me/networks/mastodon", headers=bob).json() == {
+        "network": "mastodon", "connected": False, "handle": None, "since": None, "problem": None}
+    assert contacts.delete("/me/networks/mastodon", headers=bob).status_code == 404
+    contacts.put("/me/networks/mastodon", headers=bob, json={**MASTODON, "handle": "@bob@mastodon.example"})
+    assert contacts.get("/me/networks/mastodon", headers=alice).json()["handle"] == "@alice@mastodon.example"
+    assert contacts.get("/me/networks", headers={"Authorization": "Bearer nobody-0123456789"}).status_code == 401
+    assert contacts.get("/me/networks").status_code == 401
+
+
+def test_bad_input_names_the_field(contacts: TestClient):
+    _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
+    r = contacts.put("/me/networks/bluesky", headers=alice, json={**BLUESKY, "app_password": "my real password"})
+    assert r.status_code == 422 and ("body", "app_password") in loc_of(r)
+    assert "my real password" not in r.text  # never echoed back
+    r = contacts.put("/me/networks/mastodon", headers=alice, json={"instance_url": "not a url", "access_token": "t" * 10})
+    assert r.status_code == 422 and ("body", "instance_url") in loc_of(r)
+    r = contacts.put("/me/networks/mastodon", headers=alice, json={"instance_url": "https://m.example"})
+    assert r.status_code == 422 and ("body", "access_token") in loc_of(r)
+    r = contacts.put("/me/networks/facebook", headers=alice, json={"access_token": "t" * 10})
+    assert r.status_code == 422 and ("path", "network") in loc_of(r)
+    assert contacts.get("/me/networks/myspace", headers=alice).status_code == 422
+
+
+def test_share_links_carry_the_short_variant_and_link_url_encoded():
+    links = share_links("Réunion sur nos écoles, le 12 à 19 h & plus", "https://campagne.example/e?a=1&b=2")
+    assert set(links) == {"facebook", "x", "whatsapp", "linkedin", "telegram"}
+    assert links["facebook"] == "https://www.facebook.com/sharer/sharer.php?u=https%3A%2F%2Fcampagne.example%2Fe%3Fa%3D1%26b%3D2"
+    assert links["x"].startswith("https://x.com/intent/post?text=R%C3%A9union%20sur%20nos%20%C3%A9coles")
+    assert links["x"].endswith("%26%20plus%20https%3A%2F%2Fcampagne.example%2Fe%3Fa%3D1%26b%3D2")
+    assert links["whatsapp"].startswith("https://wa.me/?text=R%C3%A9union")
+    assert links["linkedin"] == "https://www.linkedin.com/sharing/share-offsite/?url=https%3A%2F%2Fcampagne.example%2Fe%3Fa%3D1%26b%3D2"
+    assert links["telegram"].startswith("https://t.me/share/url?url=https%3A%2F%2Fcampagne.example") and "&text=R%C3%A9union" in links["telegram"]
+    no_link = share_links("Votez dimanche", None)
+    assert set(no_link) == {"x", "whatsapp", "telegram"}  # facebook and linkedin share only links
