@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import structlog
 from faststream import AckPolicy
+from faststream.security import SASLPlaintext
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
 from nats.js.errors import BadRequestError, NotFoundError
@@ -64,6 +65,12 @@ def validation_reason(exc: ValidationError) -> str:
     return "; ".join(parts)[:500]
 
 
+def inbox_prefix(service: str) -> str:
+    """Where a service's request replies arrive; its NATS permissions
+    allow subscribing there only."""
+    return f"_INBOX_{service}"
+
+
 def redelivery_delay(num_delivered: int, base: float = 1.0, cap: float = 300.0) -> float:
     """Exponential backoff for a nacked message: 1s, 2s, 4s … capped."""
     return min(cap, base * 2 ** max(0, num_delivered - 1))
@@ -71,7 +78,7 @@ def redelivery_delay(num_delivered: int, base: float = 1.0, cap: float = 300.0) 
 
 class Bus:
     def __init__(self, service: str, nats_url: str, *, stream_replicas: int = 1,
-                 publish_timeout: float = 5.0) -> None:
+                 publish_timeout: float = 5.0, user: str | None = None, password: str | None = None) -> None:
         self.service = service
         self.stream_replicas = stream_replicas
         # FastStream's default PubAck wait is 0.5 s: a busy JetStream (a
@@ -87,7 +94,13 @@ class Bus:
             # format; its per-message lines are debug-level noise.
             logger=logging.getLogger("maillage.broker"),
             log_level=logging.DEBUG,
+            security=SASLPlaintext(username=user or service, password=password) if password else None,
+            # Replies (PubAcks, pulled messages) come to this service's own
+            # inbox prefix: its NATS user may subscribe to nothing else, so
+            # no service can read another's replies.
+            inbox_prefix=inbox_prefix(service),
         )
+        self.inbox = f"{inbox_prefix(service)}.".encode()  # where pulled messages arrive
         self.subjects_published: set[str] = set()
         self.subjects_consumed: set[str] = set()
 
@@ -95,7 +108,9 @@ class Bus:
     def for_service(cls, settings) -> "Bus":
         """The bus of a service, from its ``ServiceSettings``."""
         common = settings.common
-        return cls(type(settings).service, common.nats_url, stream_replicas=common.stream_replicas)
+        password = common.nats_password.get_secret_value() if common.nats_password else None
+        return cls(type(settings).service, common.nats_url, stream_replicas=common.stream_replicas,
+                   user=common.nats_user, password=password)
 
     # -- declaration ---------------------------------------------------------
 
@@ -147,6 +162,7 @@ class Bus:
                     pull_sub=PullSub(batch_size=batch_size, timeout=5.0),
                     config=ConsumerConfig(max_deliver=max_deliver, ack_wait=ack_wait),
                     ack_policy=AckPolicy.MANUAL,
+                    inbox_prefix=self.inbox,
                     title=f"{self.service}:{spec.pattern}",
                     description=spec.description,
                 )(on_message)
@@ -157,6 +173,7 @@ class Bus:
                     ordered_consumer=True,
                     deliver_policy=replay or DeliverPolicy.NEW,
                     ack_policy=AckPolicy.MANUAL,
+                    inbox_prefix=self.inbox,
                     title=f"{self.service}:{spec.pattern}",
                     description=spec.description,
                 )(on_message)

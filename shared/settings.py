@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -15,6 +15,10 @@ class CommonSettings(BaseSettings):
 
     environment: Literal["dev", "production"] = "dev"
     nats_url: str = "nats://127.0.0.1:4222"
+    # Each service is its own NATS user with its own subject permissions
+    # (deploy/nats/auth.conf, generated from the catalogue).
+    nats_user: str | None = Field(default=None, description="default: the service's name, when a password is set")
+    nats_password: SecretStr | None = None
     log_level: str = "INFO"
     log_format: Literal["console", "json"] | None = Field(
         default=None, description="defaults to json in production, console in dev"

@@ -1,0 +1,190 @@
+"""The generated NATS users, on a real nats-server: each service reaches
+exactly its subjects. The matcher (and feed) can neither subscribe to a PII
+subject nor read the stream holding it through the JetStream API; a
+dispatcher cannot read another channel's jobs; and the whole path still
+works when every service connects as its own user (test_deploy_e2e.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+
+import nats
+import pytest
+from nats.errors import Error as NatsError
+from nats.errors import TimeoutError as NatsTimeout
+
+from shared.bus import Bus, inbox_prefix
+from shared.catalogue import (
+    CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, EMAIL_JOB, FEED, MATCHER, SERVICES, SUBJECTS, subject_matches,
+)
+from tests.nats_auth import ROOT, secured_config, server_env
+from tools.nats_permissions import DEFAULT_PATH, main as permissions_main, permissions
+from tools.stack import free_port, nats_server_binary, wait_for_port
+
+JOBS = EMAIL_JOB.stream.name  # DISPATCH_JOBS
+REFUSED = 1.0  # seconds a refused request waits for the reply that never comes
+
+
+@dataclass
+class Secured:
+    url: str
+    passwords: dict[str, str]
+
+
+@pytest.fixture
+def secured(tmp_path) -> Iterator[Secured]:
+    port = free_port()
+    conf, passwords = secured_config(tmp_path / "nats", port)
+    proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], env=server_env(passwords),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_port(port, 10)
+    yield Secured(f"nats://127.0.0.1:{port}", passwords)
+    proc.terminate()
+    proc.wait(10)
+
+
+@dataclass
+class Client:
+    nc: nats.NATS
+    errors: list[str] = field(default_factory=list)
+
+    async def refused(self, what: str) -> bool:
+        """The server reported a permissions violation naming ``what``."""
+        for _ in range(40):
+            if any("permissions violation" in e.lower() and what.lower() in e.lower() for e in self.errors):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+
+@pytest.fixture
+async def connect(secured: Secured) -> AsyncIterator:
+    clients: list[Client] = []
+
+    async def as_user(user: str, password: str | None = None) -> Client:
+        client = Client(None)  # type: ignore[arg-type]
+
+        async def on_error(exc: Exception) -> None:
+            client.errors.append(str(exc))
+
+        client.nc = await nats.connect(secured.url, user=user, password=password or secured.passwords[user],
+                                       inbox_prefix=inbox_prefix(user), error_cb=on_error,
+                                       allow_reconnect=False)
+        clients.append(client)
+        return client
+
+    yield as_user
+    for client in clients:
+        await client.nc.close()
+
+
+def test_the_committed_auth_conf_is_generated_from_the_current_catalogue():
+    assert permissions_main(["--check", str(ROOT / DEFAULT_PATH)]) == 0, "run `make docs`"
+
+
+def test_the_config_passes_nats_server_own_check(tmp_path):
+    conf, passwords = secured_config(tmp_path, free_port())
+    ok = subprocess.run([nats_server_binary(), "-t", "-c", str(conf)], env=server_env(passwords),
+                        capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+    # without the passwords in its environment the server refuses to start: no default password
+    bad = subprocess.run([nats_server_binary(), "-t", "-c", str(conf)], env={}, capture_output=True, text=True)
+    assert bad.returncode != 0 and "NATS_PASSWORD_" in bad.stderr + bad.stdout
+
+
+def test_no_service_but_the_job_s_consumer_may_read_a_pii_subject():
+    """The generator's promise, over the whole catalogue: a PII subject is
+    published by its producer only, and readable only through a consumer
+    whose filter is that subject, created by a declared consumer."""
+    pii = [s for s in SUBJECTS if s.carries_pii]
+    assert pii, "the catalogue declares PII subjects"
+    for service in SERVICES:
+        grants = permissions(service)
+        assert grants["subscribe"] == [f"{inbox_prefix(service)}.>"]
+        for spec in pii:
+            stream = spec.stream.name
+            creates = [g for g in grants["publish"] if g.startswith(f"$JS.API.CONSUMER.CREATE.{stream}")]
+            pulls = [g for g in grants["publish"] if g.startswith(f"$JS.API.CONSUMER.MSG.NEXT.{stream}.")]
+            if service in spec.consumers:
+                assert f"$JS.API.CONSUMER.CREATE.{stream}.{service}.{spec.pattern}" in creates
+            else:
+                # the short form carries its filter in the body: it could read anything
+                assert f"$JS.API.CONSUMER.CREATE.{stream}" not in creates, (service, stream)
+                filters = [g.split(".", 6)[6] for g in creates]
+                assert not any(subject_matches(f, spec.pattern) for f in filters), (service, spec.pattern)
+                # pulling only from a consumer of its own name, never another's
+                assert all(p.endswith(f".{service}") for p in pulls), (service, pulls)
+            if service != spec.producer:
+                assert not any(subject_matches(g, spec.pattern) for g in grants["publish"]), (service, spec)
+
+
+async def test_the_matcher_is_refused_the_email_jobs_while_dispatch_email_reads_them(connect, secured):
+    # contacts declares its streams and queues a job, as its own user
+    contacts = Bus(CONTACTS, secured.url, password=secured.passwords[CONTACTS])
+    await contacts.connect()
+    js_contacts = contacts.broker.connection.jetstream()
+
+    matcher = await connect(MATCHER)
+    sub = await matcher.nc.subscribe(EMAIL_JOB.pattern)
+    assert await matcher.refused(f'Subscription to "{EMAIL_JOB.pattern}"')
+
+    await js_contacts.publish(EMAIL_JOB.pattern, b'{"job": 1}', stream=JOBS)
+    with pytest.raises(NatsTimeout):  # the refused subscription never sees the job
+        await sub.next_msg(timeout=REFUSED)
+
+    # nor can it read the stream through the JetStream API
+    js = matcher.nc.jetstream(timeout=REFUSED)
+    with pytest.raises(NatsTimeout):
+        await js.stream_info(JOBS)
+    assert await matcher.refused(f"$JS.API.STREAM.INFO.{JOBS}")
+    with pytest.raises((NatsTimeout, NatsError)):
+        await js.pull_subscribe(EMAIL_JOB.pattern, durable=MATCHER, stream=JOBS)
+    with pytest.raises((NatsTimeout, NatsError)):
+        await js.subscribe(EMAIL_JOB.pattern, stream=JOBS, ordered_consumer=True)
+    assert await matcher.refused(f"$JS.API.CONSUMER.CREATE.{JOBS}")
+    # nor snoop on the replies dispatch-email gets
+    await matcher.nc.subscribe(f"{inbox_prefix(DISPATCH_EMAIL)}.>")
+    assert await matcher.refused(f'Subscription to "{inbox_prefix(DISPATCH_EMAIL)}.>"')
+
+    # the email dispatcher, as its own user, pulls and acks the same job
+    sender = await connect(DISPATCH_EMAIL)
+    pull = await sender.nc.jetstream().pull_subscribe(EMAIL_JOB.pattern, durable=DISPATCH_EMAIL, stream=JOBS)
+    [job] = await pull.fetch(1, timeout=5)
+    assert job.data == b'{"job": 1}'
+    await job.ack_sync()
+    assert not sender.errors
+    await contacts.stop()
+
+
+async def test_a_dispatcher_reads_only_its_own_channel(connect, secured):
+    contacts = Bus(CONTACTS, secured.url, password=secured.passwords[CONTACTS])
+    await contacts.connect()
+    await contacts.broker.connection.jetstream().publish(EMAIL_JOB.pattern, b"{}", stream=JOBS)
+    email = await connect(DISPATCH_EMAIL)
+    await email.nc.jetstream().pull_subscribe(EMAIL_JOB.pattern, durable=DISPATCH_EMAIL, stream=JOBS)
+
+    mastodon = await connect(DISPATCH_MASTODON)
+    js = mastodon.nc.jetstream(timeout=REFUSED)
+    with pytest.raises((NatsTimeout, NatsError)):  # a consumer of its own on the email jobs
+        await js.pull_subscribe(EMAIL_JOB.pattern, durable=DISPATCH_MASTODON, stream=JOBS)
+    assert await mastodon.refused(f"$JS.API.CONSUMER.CREATE.{JOBS}.{DISPATCH_MASTODON}.{EMAIL_JOB.pattern}")
+    # pulling from the email dispatcher's consumer
+    inbox = mastodon.nc.new_inbox()
+    got = await mastodon.nc.subscribe(inbox)
+    await mastodon.nc.publish(f"$JS.API.CONSUMER.MSG.NEXT.{JOBS}.{DISPATCH_EMAIL}", b'{"batch": 1}', reply=inbox)
+    assert await mastodon.refused(f"$JS.API.CONSUMER.MSG.NEXT.{JOBS}.{DISPATCH_EMAIL}")
+    with pytest.raises(NatsTimeout):
+        await got.next_msg(timeout=REFUSED)
+    await contacts.stop()
+
+
+async def test_feed_cannot_publish_a_job_and_a_wrong_password_is_refused(connect, secured):
+    feed = await connect(FEED)
+    with pytest.raises((NatsTimeout, NatsError)):
+        await feed.nc.jetstream(timeout=REFUSED).publish(EMAIL_JOB.pattern, b"{}")
+    assert await feed.refused(f'Publish to "{EMAIL_JOB.pattern}"')
+    with pytest.raises(NatsError):
+        await connect(MATCHER, password="not-the-password")
