@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test docs clean bench-import bench-matcher
+.PHONY: help install run test docs clean bench-import bench-matcher bench-email
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -29,6 +29,9 @@ bench-import: install ## contacts import rows/s vs raw csv + bulk insert (BENCH_
 
 bench-matcher: install ## matcher: index, match, suggestions/s vs raw publish_async, memory (BENCH_ARGS="--volunteers 100000")
 	$(PY) -m bench.matcher_bench $(BENCH_ARGS)
+
+bench-email: install ## email dispatcher end to end (NATS -> SMTP sink) vs a raw aiosmtplib loop (BENCH_EMAILS=5000)
+	$(PY) -m bench.email_bench $(BENCH_ARGS)
 
 docs: install ## regenerate the README's subject table and docs/asyncapi.json from shared/catalogue.py
 	$(PY) -m tools.subjects_table --write README.md --asyncapi docs/asyncapi.json

@@ -131,6 +131,7 @@ class Bus:
         max_deliver: int = 10,
         ack_wait: float = 30.0,
         batch_size: int = 16,
+        max_workers: int = 1,
     ) -> Callable[[Handler[Any]], Handler[Any]]:
         """Subscribe a handler ``(event, message) -> None`` to ``spec``.
 
@@ -138,6 +139,10 @@ class Bus:
         every replica of the service (explicit acks); without it, an ordered
         ephemeral consumer that replays the stream from ``replay`` (e.g.
         LAST_PER_SUBJECT to rebuild state on start) and needs no acks.
+
+        ``max_workers`` > 1 (durable only): that many handlers run at once,
+        fed continuously; otherwise each fetched batch runs concurrently and
+        the next fetch waits for the slowest message of the last.
         """
         self._check_role(spec, consumer=True)
         self.subjects_consumed.add(spec.pattern)
@@ -162,6 +167,7 @@ class Bus:
                     pull_sub=PullSub(batch_size=batch_size, timeout=5.0),
                     config=ConsumerConfig(max_deliver=max_deliver, ack_wait=ack_wait),
                     ack_policy=AckPolicy.MANUAL,
+                    max_workers=max_workers,
                     inbox_prefix=self.inbox,
                     title=f"{self.service}:{spec.pattern}",
                     description=spec.description,

@@ -155,6 +155,19 @@ DISPATCH_RESULTS_STREAM = StreamSpec(
     retention=RetentionPolicy.LIMITS,
     description="What became of each dispatch job (no recipient identity).",
 )
+DISPATCH_DEAD_STREAM = StreamSpec(
+    name="DISPATCH_DEAD",
+    subjects=("dispatch.*.dead",),
+    retention=RetentionPolicy.LIMITS,
+    max_age=timedelta(days=30),
+    description="Dead letters: jobs that failed on every attempt (ids only), for operations to replay.",
+)
+DISPATCH_BOUNCES_STREAM = StreamSpec(
+    name="DISPATCH_BOUNCES",
+    subjects=("dispatch.*.bounces",),
+    retention=RetentionPolicy.LIMITS,
+    description="Hard bounces read from delivery status notifications (address hashes only).",
+)
 
 SUPPRESSIONS_STREAM = StreamSpec(
     name="SUPPRESSIONS",
@@ -173,6 +186,8 @@ STREAMS: tuple[StreamSpec, ...] = (
     MATCHER_STATE_STREAM,
     DISPATCH_JOBS_STREAM,
     DISPATCH_RESULTS_STREAM,
+    DISPATCH_DEAD_STREAM,
+    DISPATCH_BOUNCES_STREAM,
     SUPPRESSIONS_STREAM,
 )
 
@@ -252,6 +267,22 @@ EMAIL_RESULT = SubjectSpec(
     consumers=(FEED, CONTACTS),
     description="Outcome of one email job.",
 )
+EMAIL_DEAD = SubjectSpec(
+    pattern="dispatch.email.dead",
+    stream=DISPATCH_DEAD_STREAM,
+    model=events.DeadLetter,
+    producer=DISPATCH_EMAIL,
+    consumers=(CONTACTS,),
+    description="An email job failed on every attempt: its ids, for replay (contacts rebuilds the job).",
+)
+EMAIL_BOUNCE = SubjectSpec(
+    pattern="dispatch.email.bounces",
+    stream=DISPATCH_BOUNCES_STREAM,
+    model=events.BounceReported,
+    producer=DISPATCH_EMAIL,
+    consumers=(CONTACTS,),
+    description="A hard bounce (RFC 3464 DSN) for a job: contacts suppresses the address.",
+)
 
 
 def _social_subjects(network: str, dispatcher: str, label: str) -> tuple[SubjectSpec, SubjectSpec]:
@@ -302,6 +333,8 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     RELEASE_WATERMARK,
     EMAIL_JOB,
     EMAIL_RESULT,
+    EMAIL_DEAD,
+    EMAIL_BOUNCE,
     MASTODON_JOB,
     MASTODON_RESULT,
     BLUESKY_JOB,

@@ -177,6 +177,7 @@ class EmailJob(Event):
     subject: str = Field(min_length=1, max_length=200)
     body_text: str = Field(min_length=1, max_length=100_000)
     unsubscribe_url: str = Field(min_length=1, max_length=2000, description="RFC 8058 one-click URL")
+    note: str | None = Field(default=None, max_length=2000, description="the volunteer's own words to this contact")
 
 
 class SocialPostJob(Event):
@@ -212,6 +213,31 @@ class DispatchResult(Event):
     channel: Channel
     status: DeliveryStatus
     reason: str | None = Field(default=None, max_length=200)
+
+
+class DeadLetter(Event):
+    """A job that failed on every attempt (4xx, lost connections): kept for
+    operations to look into and replay. Ids only: contacts rebuilds the job
+    from its id; the recipient's identity never lands here."""
+
+    schema_version: Literal[1] = 1
+    job_id: str = Field(min_length=1, max_length=64)
+    relay_id: str = Field(min_length=1, max_length=64)
+    message_id: str = Field(min_length=1, max_length=64)
+    volunteer_id: str = Field(min_length=1, max_length=64)
+    channel: Channel
+    reason: str = Field(max_length=200)
+    attempts: int = Field(ge=1)
+
+
+class BounceReported(Event):
+    """A delivery status notification (RFC 3464) said an email sent for this
+    job failed for good: contacts suppresses the address and marks the contact."""
+
+    schema_version: Literal[1] = 1
+    job_id: str = Field(min_length=1, max_length=64)
+    address_hash: AddressHash
+    status: str = Field(pattern=r"^5\.[0-9]{1,3}\.[0-9]{1,3}$", description="the DSN's Status: field")
 
 
 class Suppressed(Event):

@@ -22,6 +22,9 @@ from shared.settings import ServiceSettings
 
 log = structlog.get_logger(__name__)
 Hook = Callable[[], Awaitable[None]]
+# How long uvicorn lets requests and the bus drain on SIGTERM; Kubernetes'
+# terminationGracePeriodSeconds must exceed it (deploy/k8s, checked by a test).
+GRACEFUL_SHUTDOWN_SECONDS = 20
 
 
 def create_service_app(
@@ -88,5 +91,5 @@ def serve(app: FastAPI, settings: ServiceSettings) -> None:
         host=settings.http_host,
         port=settings.http_port,
         log_config=None,  # keep our structured logging
-        timeout_graceful_shutdown=20,
+        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS,
     )

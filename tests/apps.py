@@ -20,6 +20,7 @@ from shared.settings import CommonSettings
 
 STAFF_TOKEN = "staff-token-for-tests-0123456789"
 PROVISIONING_TOKEN = "provisioning-token-for-tests-0123456789"
+BOUNCE_TOKEN = "bounce-token-for-tests-0123456789"
 KEYS = {
     "master_key": base64.b64encode(b"m" * 32).decode(),
     "address_index_key": base64.b64encode(b"i" * 32).decode(),
@@ -42,7 +43,8 @@ def build_apps(nats_url: str = "nats://127.0.0.1:1", db_url: str = "sqlite://",
         # no quiet hours: the suite must pass at any hour
         "matcher": matcher_app(MatcherSettings(common=common, quiet_start=0, quiet_end=0)),
         "dispatch-email": create_email_app(
-            EmailDispatchSettings(from_address="relais@campagne.example", smtp_port=smtp_port, common=common)
+            EmailDispatchSettings(from_address="relais@campagne.example", smtp_port=smtp_port, common=common,
+                                  ledger_url="sqlite:///:memory:", bounce_token=BOUNCE_TOKEN)
         ),
         **{f"dispatch-{name}": create_social_app(name, network.settings(
             credentials_key=KEYS["credentials_key"], common=common)) for name, network in NETWORKS.items()},

@@ -19,9 +19,9 @@ from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
 from services.dispatch import email_worker
-from services.dispatch.email_domain import Outcome, classify_smtp_code, compose, first_name
+from services.dispatch.email_domain import Outcome, classify_smtp_code, compose, first_name, wire
 from services.dispatch.settings import EmailDispatchSettings
-from services.dispatch.smtp import SmtpSender
+from services.dispatch.smtp import SmtpPool
 from shared.bus import Bus
 from shared.catalogue import (
     CONTACTS,
@@ -61,10 +61,19 @@ def address_hash(address: str) -> str:
 
 
 def settings(smtp_host: str, smtp_port: int, nats_url: str = "nats://127.0.0.1:1", **more):
+    more.setdefault("ledger_url", "sqlite:///:memory:")
     return EmailDispatchSettings(
         from_address=FROM, list_id=LIST_ID, smtp_host=smtp_host, smtp_port=smtp_port, smtp_timeout=5,
         common=CommonSettings(nats_url=nats_url), **more,
     )
+
+
+def text_of(msg: EmailMessage) -> str:
+    return msg.get_body(("plain",)).get_content().replace("\r\n", "\n")
+
+
+def html_of(msg: EmailMessage) -> str:
+    return msg.get_body(("html",)).get_content()
 
 
 def plain(n: int) -> EmailMessage:
@@ -89,8 +98,10 @@ def test_compose_sends_as_the_volunteer_through_the_campaign_address():
     assert msg["Subject"] == "Les écoles ont besoin de vous"
     assert msg["Message-ID"].startswith("<") and "job-1" in msg["Message-ID"]
     assert msg["Message-ID"].endswith("@campagne.example>")
-    body = msg.get_content()
+    body = text_of(msg)
     assert body.startswith("Bonjour Camille,\n\nLe texte du message 1.\n\n— Alice Martin\n")
+    assert msg.get_content_type() == "multipart/alternative"
+    assert "<p>Le texte du message 1.</p>" in html_of(msg) and "Bonjour Camille," in html_of(msg)
     # RFC 2369 / RFC 8058 one-click unsubscribe, and the link in the text too
     assert msg["List-Id"] == f"<{LIST_ID}>"
     assert msg["List-Unsubscribe"] == "<https://campagne.example/desabonnement/job-1>"
@@ -100,14 +111,12 @@ def test_compose_sends_as_the_volunteer_through_the_campaign_address():
     # It survives the wire: non-ASCII subject and body are encoded, then read back.
     wire = message_from_bytes(msg.as_bytes(), policy=policy.default)
     assert wire["Subject"] == "Les écoles ont besoin de vous"
-    assert wire.get_content() == body
+    assert text_of(wire) == body
 
 
 def test_compose_greets_without_a_name():
-    assert compose(job(recipient_name=""), FROM, LIST_ID).get_content().startswith("Bonjour,\n\n")
-    assert compose(job(recipient_name="  Élise   Roy "), FROM, LIST_ID).get_content().startswith(
-        "Bonjour Élise,"
-    )
+    assert text_of(compose(job(recipient_name=""), FROM, LIST_ID)).startswith("Bonjour,\n\n")
+    assert text_of(compose(job(recipient_name="  Élise   Roy "), FROM, LIST_ID)).startswith("Bonjour Élise,")
     assert first_name("   ") == ""
 
 
@@ -122,32 +131,48 @@ def test_smtp_codes():
 # -- the SMTP connection ----------------------------------------------------------------------
 
 
+async def send_plain(sender: SmtpPool, n: int) -> None:
+    await sender.send(FROM, f"camille{n}@exemple.fr", wire(plain(n)))
+
+
 async def test_one_persistent_connection_for_many_messages(smtp_server):
-    sender = SmtpSender(settings(smtp_server.host, smtp_server.port))
+    sender = SmtpPool(settings(smtp_server.host, smtp_server.port, smtp_pool_size=1))
     try:
         for n in range(5):
-            await sender.send(plain(n))
+            await send_plain(sender, n)
         received = await smtp_server.recorder.await_count(5)
         assert [m["Subject"] for m in received] == [f"n°{n}" for n in range(5)]
         assert len(smtp_server.recorder.sessions) == 1
-        assert await sender.ready() == (True, "connected")
+        assert await sender.ready() == (True, "1/1 connected")
     finally:
         await sender.close()
     assert await sender.ready() == (True, "idle")
+
+
+async def test_the_pool_sends_on_as_many_connections_as_its_size(smtp_server):
+    sender = SmtpPool(settings(smtp_server.host, smtp_server.port, smtp_pool_size=3))
+    try:
+        await asyncio.gather(*(send_plain(sender, n) for n in range(30)))
+        received = await smtp_server.recorder.await_count(30)
+        assert sorted(m["Subject"] for m in received) == sorted(f"n°{n}" for n in range(30))
+        assert len(smtp_server.recorder.sessions) == 3  # persistent: 3 connections for 30 messages
+        assert await sender.ready() == (True, "3/3 connected")
+    finally:
+        await sender.close()
 
 
 async def test_reconnects_after_the_server_drops():
     recorder, port = SmtpRecorder(), free_port()
     controller = Controller(recorder, hostname="127.0.0.1", port=port)
     controller.start()
-    sender = SmtpSender(settings("127.0.0.1", port))
+    sender = SmtpPool(settings("127.0.0.1", port, smtp_pool_size=1))
     try:
-        await sender.send(plain(1))
+        await send_plain(sender, 1)
         await asyncio.to_thread(controller.stop)  # the server goes away, and comes back
         controller = Controller(recorder, hostname="127.0.0.1", port=port)
         controller.start()
-        await sender.send(plain(2))
-        await sender.send(plain(3))
+        await send_plain(sender, 2)  # the pool noticed the drop and connects again
+        await send_plain(sender, 3)
         received = await recorder.await_count(3)
         assert [m["Subject"] for m in received] == ["n°1", "n°2", "n°3"]
         assert len(recorder.sessions) == 2  # one before the drop, one after
@@ -161,11 +186,11 @@ async def test_reconnects_after_the_server_drops():
 
 @contextlib.asynccontextmanager
 async def dispatcher(
-    nats_url: str, smtp_server, max_deliver: int = 3
+    nats_url: str, smtp_server, max_deliver: int = 3, **more
 ) -> AsyncIterator[tuple[Bus, email_worker.SuppressionList]]:
     """The dispatch-email service's parts, started as its app starts them;
     yields a contacts bus to publish jobs with, and the suppression list."""
-    config = settings(smtp_server.host, smtp_server.port, nats_url, max_deliver=max_deliver)
+    config = settings(smtp_server.host, smtp_server.port, nats_url, max_deliver=max_deliver, **more)
     bus = Bus(DISPATCH_EMAIL, nats_url)
     parts = email_worker.EmailDispatcher(bus, config)
     contacts = Bus(CONTACTS, nats_url)
@@ -177,7 +202,7 @@ async def dispatcher(
     finally:
         await contacts.stop()
         await bus.stop()
-        await parts.sender.close()
+        await parts.close()
 
 
 async def results(nats_url: str, count: int, timeout: float = 15.0) -> list[tuple[DispatchResult, bytes]]:
@@ -236,12 +261,12 @@ async def test_worker_sends_each_job_and_reports_delivered(nats_url, smtp_server
         assert parseaddr(m["Reply-To"]) == ("Alice Martin", "alice.martin@perso.example")
         assert m["Subject"] == "Les écoles ont besoin de vous"
         assert f"job-{n}" in m["Message-ID"]
-        body = m.get_content().replace("\r\n", "\n")  # as received from the SMTP wire
+        body = text_of(m)  # as received from the SMTP wire
         assert body.startswith(f"Bonjour Camille,\n\nLe texte du message {n}.\n\n— Alice Martin\n")
         assert m["List-Unsubscribe"] == f"<https://campagne.example/desabonnement/job-{n}>"
     for (mail_from, rcpt_tos), m in zip(smtp_server.recorder.envelopes, received, strict=True):
         assert mail_from == FROM and rcpt_tos == [parseaddr(m["To"])[1]]
-    assert len(smtp_server.recorder.sessions) == 1  # one connection for the batch
+    assert len(smtp_server.recorder.sessions) <= 4  # the pool's connections, not one per email
 
     assert sorted(r.job_id for r, _ in reported) == ["job-1", "job-2", "job-3"]
     for result, raw in reported:

@@ -71,6 +71,7 @@ class StackConfig:
     ports: Ports = field(default_factory=Ports)
     staff_token: str = "demo-staff-token-0123456789"
     provisioning_token: str = "demo-provisioning-token-0123456789"
+    bounce_token: str = "demo-bounce-token-0123456789"
     from_address: str = "relais@campagne.example"
     smtp_host: str = "127.0.0.1"
     start_sink: bool = True
@@ -145,6 +146,8 @@ def processes(cfg: StackConfig) -> list[Proc]:
             "MAILLAGE_DISPATCH_EMAIL_SMTP_HOST": cfg.smtp_host,
             "MAILLAGE_DISPATCH_EMAIL_SMTP_PORT": str(p.smtp),
             "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": cfg.from_address,
+            "MAILLAGE_DISPATCH_EMAIL_LEDGER_URL": f"sqlite:///{var}/dispatch-email-ledger.db",
+            "MAILLAGE_DISPATCH_EMAIL_BOUNCE_TOKEN": cfg.bounce_token,
         }, f"{cfg.url('dispatch_email')}/readyz"),
     ]
     # The social dispatchers open what contacts seals with the same key.

@@ -10,17 +10,30 @@ from sqlalchemy import delete
 from sqlmodel import Session
 
 from services.contacts import networks
-from services.contacts.store import CampaignMessage, InboxItem, SentItem, TaxonomyTerm, Volunteer
+from services.contacts.store import CampaignMessage, InboxItem, SentItem, Suppression, TaxonomyTerm, Volunteer
 from shared.bus import Bus
 from shared.catalogue import (
     DISPATCH_RESULT_SUBJECTS,
+    EMAIL_BOUNCE,
+    EMAIL_DEAD,
     MESSAGE_PUBLISHED,
     MESSAGE_WITHDRAWN,
     SUGGESTION_MADE,
+    SUPPRESSION_ADDED,
     TAXONOMY_PUBLISHED,
 )
-from shared.db import in_session
-from shared.events import Channel, DispatchResult, MessagePublished, MessageWithdrawn, Suggestion, Taxonomy
+from shared.db import in_session, insert_or_get
+from shared.events import (
+    BounceReported,
+    Channel,
+    DeadLetter,
+    DispatchResult,
+    MessagePublished,
+    MessageWithdrawn,
+    Suggestion,
+    Suppressed,
+    Taxonomy,
+)
 
 log = structlog.get_logger(__name__)
 TOKEN_REVOKED = "token_revoked"  # what a social dispatcher reports when the network refuses the credentials
@@ -119,3 +132,35 @@ def register(bus: Bus, engine: Engine) -> None:
     for spec in DISPATCH_RESULT_SUBJECTS:  # each channel on its own durable consumer
         channel = spec.pattern.split(".")[1]
         bus.subscriber(spec, durable=f"contacts-{channel}-results", batch_size=64)(record_outcome)
+
+    @bus.subscriber(EMAIL_BOUNCE, durable="contacts-bounces")
+    async def suppress_bounced(event: BounceReported, _msg) -> None:
+        """A hard bounce: the address is suppressed campaign-wide, as an
+        unsubscribe is, and the job's history row says why it failed."""
+
+        def save(session: Session) -> None:
+            insert_or_get(session, Suppression(blind=event.address_hash, reason="bounce"),
+                          Suppression, event.address_hash)
+            item = session.get(SentItem, event.job_id)
+            if item is not None:
+                item.status, item.reason = "failed", f"bounce {event.status}"
+                session.add(item)
+                session.commit()
+
+        await in_session(engine, save)
+        await bus.publish(SUPPRESSION_ADDED, Suppressed(address_hash=event.address_hash, reason="bounce"),
+                          msg_id=f"suppressed:{event.address_hash}")
+
+    @bus.subscriber(EMAIL_DEAD, durable="contacts-email-dead")
+    async def record_dead_letter(event: DeadLetter, _msg) -> None:
+        """Every attempt failed (its failed result says so too): the history
+        names it a dead letter, which operations may replay by job id."""
+
+        def save(session: Session) -> None:
+            item = session.get(SentItem, event.job_id)
+            if item is not None:
+                item.reason = f"dead letter after {event.attempts} attempts: {event.reason}"[:200]
+                session.add(item)
+                session.commit()
+
+        await in_session(engine, save)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.dispatch import email_worker
+from services.dispatch import bounce_api, email_worker
 from services.dispatch.settings import EmailDispatchSettings
 from shared.bus import Bus
 from shared.service import create_service_app
@@ -19,7 +19,9 @@ def create_email_app(settings: EmailDispatchSettings | None = None) -> FastAPI:
         bus=bus,
         title="Maillage dispatch: email",
         description="Sends one personal email per job through the campaign's SMTP relay.",
+        routers=[bounce_api.router(bus, dispatcher.ledger)],
+        authenticate=bounce_api.authenticator(settings),
         checks=dispatcher.checks(),
         on_start=[dispatcher.prepare],
-        on_stop=[dispatcher.sender.close],
+        on_stop=[dispatcher.close],
     )

@@ -1,29 +1,48 @@
-"""The email dispatcher's NATS handler: one job, one email, one result."""
+"""The email dispatcher's NATS handler: one job, one email, one result.
+
+A job's life, in order:
+1. suppressed address or withdrawn message: reported failed, no email;
+2. already in the sent ledger (a redelivery after a crash): reported
+   delivered again (same ``Nats-Msg-Id``, so stored once), no email;
+3. the volunteer's rate: over it, the job is nacked with the delay its
+   turn is due in (no attempt spent); then this replica's own rate and the
+   pause the server asked for;
+4. SMTP: 250 → ledger, result, ack; 5xx → failed; 4xx or a lost
+   connection → nacked with exponential backoff, until ``max_deliver``
+   attempts, then a dead letter and a failed result.
+"""
 
 from __future__ import annotations
+
+import asyncio
+import time
 
 import aiosmtplib
 import structlog
 from prometheus_client import Counter
 
-from services.dispatch.email_domain import Outcome, classify_smtp_code, compose
+from services.dispatch.dkim_signing import DkimSigner
+from services.dispatch.email_domain import Outcome, classify_smtp_code, compose_bytes, slows_down
+from services.dispatch.email_limits import SendLimits
+from services.dispatch.ledger import Ledger, open_ledger
 from services.dispatch.settings import EmailDispatchSettings
-from services.dispatch.smtp import SmtpSender
-from shared.bus import Bus, Replay
-from shared.catalogue import EMAIL_JOB, EMAIL_RESULT, MESSAGE_WITHDRAWN, SUPPRESSION_ADDED
-from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, Suppressed
+from services.dispatch.smtp import SmtpPool
+from shared.bus import Bus, Replay, redelivery_delay
+from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, MESSAGE_WITHDRAWN, SUPPRESSION_ADDED
+from shared.events import Channel, DeadLetter, DeliveryStatus, DispatchResult, EmailJob, Suppressed
 
 log = structlog.get_logger(__name__)
 
 EMAILS = Counter(
     "maillage_dispatch_emails_total",
-    "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry, suppressed, withdrawn.",
+    "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry, suppressed, "
+    "withdrawn, deferred (rate limit), already_sent (redelivered after a crash), dead (dead-lettered).",
     ["outcome"],
 )
 
-
-class RetryLater(Exception):
-    """A transient failure: the message is nacked and redelivered with backoff."""
+# JetStream's own cap on deliveries, above our attempt budget: rate-limit
+# deferrals are deliveries too. A job reaching it is dead-lettered.
+DELIVERY_HEADROOM = 20
 
 
 class SuppressionList:
@@ -51,61 +70,154 @@ class WithdrawnMessages:
                              describe=lambda: f"{len(self.ids)} withdrawn messages")
 
 
-def register(bus: Bus, sender: SmtpSender, settings: EmailDispatchSettings,
-             suppressed: SuppressionList, withdrawn: WithdrawnMessages) -> None:
-    async def report(job: EmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
-        result = DispatchResult(
-            job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
-            volunteer_id=job.volunteer_id, channel=Channel.email, status=status, reason=reason,
-        )
-        await bus.publish(EMAIL_RESULT, result, msg_id=f"{job.job_id}:result")
-
-    @bus.subscriber(
-        EMAIL_JOB, durable="dispatch-email", max_deliver=settings.max_deliver, batch_size=32
-    )
-    async def send_email(job: EmailJob, msg) -> None:
-        await suppressed.replay.caught_up.wait()
-        await withdrawn.replay.caught_up.wait()
-        for skip, applies in (("suppressed", job.recipient_hash in suppressed),
-                              ("withdrawn", job.message_id in withdrawn.ids)):
-            if applies:
-                EMAILS.labels(skip).inc()
-                await report(job, DeliveryStatus.failed, skip)
-                return
-        try:
-            await sender.send(compose(job, str(settings.from_address), settings.list_id))
-            outcome, reason = Outcome.delivered, None
-        except aiosmtplib.SMTPRecipientsRefused as exc:  # not an SMTPResponseException
-            code = exc.recipients[0].code if exc.recipients else 550
-            outcome, reason = classify_smtp_code(code), f"smtp {code}"
-        except aiosmtplib.SMTPResponseException as exc:
-            outcome, reason = classify_smtp_code(exc.code), f"smtp {exc.code}"
-        except (aiosmtplib.SMTPException, OSError) as exc:
-            outcome, reason = Outcome.retry, type(exc).__name__
-
-        last_try = (msg.raw_message.metadata.num_delivered or 1) >= settings.max_deliver
-        if outcome is Outcome.retry and not last_try:
-            EMAILS.labels("retry").inc()
-            log.info("email.retry", job_id=job.job_id, reason=reason)
-            raise RetryLater(reason)
-        status = DeliveryStatus.delivered if outcome is Outcome.delivered else DeliveryStatus.failed
-        EMAILS.labels(status.value).inc()
-        await report(job, status, reason)
+def signer_of(settings: EmailDispatchSettings) -> DkimSigner | None:
+    key = settings.dkim_key()
+    if key is None:
+        return None
+    domain = settings.dkim_domain or str(settings.from_address).rpartition("@")[2]
+    return DkimSigner(settings.dkim_selector, domain, key)
 
 
 class EmailDispatcher:
     """The email dispatcher's parts, wired as the service runs them."""
 
-    def __init__(self, bus: Bus, settings: EmailDispatchSettings) -> None:
-        self.sender = SmtpSender(settings)
+    def __init__(self, bus: Bus, settings: EmailDispatchSettings, ledger: Ledger | None = None) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.sender = SmtpPool(settings)
+        self.ledger = ledger or open_ledger(settings.ledger_url)
+        self.limits = SendLimits(settings, self.ledger)
+        self.signer = signer_of(settings)
         self.suppressed = SuppressionList(bus)
         self.withdrawn = WithdrawnMessages(bus)
-        register(bus, self.sender, settings, self.suppressed, self.withdrawn)
+        # job id -> monotonic time its rate-limit turn comes: a deferred job
+        # that comes back spends the token it reserved, not a second one.
+        self.turns: dict[str, float] = {}
+        # jobs being sent by this process: a redelivery that overtakes a
+        # slow send (ack_wait passed) must not send the same email alongside
+        self.in_flight: set[str] = set()
+        self.from_address = str(settings.from_address)
+        self.consumer_max_deliver = settings.max_deliver + DELIVERY_HEADROOM
+        bus.subscriber(
+            EMAIL_JOB, durable="dispatch-email", max_deliver=self.consumer_max_deliver,
+            ack_wait=settings.ack_wait,
+            # Fed continuously (no wait for a batch's slowest job): twice as
+            # many jobs in hand as connections, so the next one is rendered
+            # and checked while the last one is on the wire.
+            batch_size=settings.smtp_pool_size * 4,
+            max_workers=settings.smtp_pool_size * 8,
+        )(self.handle)
 
     async def prepare(self) -> None:
+        await self.ledger.open()
+        await self.ledger.prune(self.settings.ledger_retention_days)
         await self.suppressed.replay.prepare()
         await self.withdrawn.replay.prepare()
 
+    async def close(self) -> None:
+        await self.sender.close()
+        await self.ledger.close()
+
     def checks(self) -> dict:
-        return {"smtp": self.sender.ready, "suppressions": self.suppressed.replay.ready,
-                "withdrawals": self.withdrawn.replay.ready}
+        return {"smtp": self.sender.ready, "ledger": self.ledger.ready,
+                "suppressions": self.suppressed.replay.ready, "withdrawals": self.withdrawn.replay.ready}
+
+    # -- one job -----------------------------------------------------------------
+
+    async def report(self, job: EmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
+        result = DispatchResult(
+            job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
+            volunteer_id=job.volunteer_id, channel=Channel.email, status=status, reason=reason,
+        )
+        await self.bus.publish(EMAIL_RESULT, result, msg_id=f"{job.job_id}:result")
+
+    def render(self, job: EmailJob) -> bytes:
+        data = compose_bytes(job, self.from_address, self.settings.list_id)
+        return self.signer.sign(data) if self.signer else data
+
+    async def handle(self, job: EmailJob, msg) -> None:
+        await self.suppressed.replay.caught_up.wait()
+        await self.withdrawn.replay.caught_up.wait()
+        for skip, applies in (("suppressed", job.recipient_hash in self.suppressed),
+                              ("withdrawn", job.message_id in self.withdrawn.ids)):
+            if applies:
+                EMAILS.labels(skip).inc()
+                await self.report(job, DeliveryStatus.failed, skip)
+                return
+        if job.job_id in self.in_flight:
+            await msg.nack(delay=self.settings.ack_wait)
+            return
+        self.in_flight.add(job.job_id)
+        try:
+            await self.deliver(job, msg)
+        finally:
+            self.in_flight.discard(job.job_id)
+
+    async def deliver(self, job: EmailJob, msg) -> None:
+        if await self.ledger.was_sent(job.job_id):
+            EMAILS.labels("already_sent").inc()
+            await self.report(job, DeliveryStatus.delivered)
+            return
+        if await self.wait_for_turn(job, msg):
+            return
+        await self.limits.global_turn()
+        outcome, code, reason = await self.send(job)
+        if outcome is Outcome.delivered:
+            self.limits.throttle.succeeded()
+            EMAILS.labels("delivered").inc()
+            await self.report(job, DeliveryStatus.delivered)
+            return
+        if outcome is Outcome.failed:
+            EMAILS.labels("failed").inc()
+            await self.report(job, DeliveryStatus.failed, reason)
+            return
+        await self.retry_or_bury(job, msg, code, reason)
+
+    async def wait_for_turn(self, job: EmailJob, msg) -> bool:
+        """True if the job was deferred (nacked until its turn)."""
+        due = self.turns.pop(job.job_id, None)
+        if due is not None:  # it comes back for the turn it reserved
+            wait = due - time.monotonic()
+        else:
+            wait = await self.limits.volunteer_turn(job.volunteer_id)
+        if wait <= 0:
+            return False
+        if wait < 1.0:  # shorter than a trip through JetStream
+            await asyncio.sleep(wait)
+            return False
+        self.turns[job.job_id] = time.monotonic() + wait
+        EMAILS.labels("deferred").inc()
+        await msg.nack(delay=wait)
+        return True
+
+    async def send(self, job: EmailJob) -> tuple[Outcome, int | None, str | None]:
+        try:
+            await self.sender.send(
+                self.from_address, str(job.recipient_email), self.render(job),
+                accepted=lambda: self.ledger.record_sent(job.job_id, job.volunteer_id, job.recipient_hash))
+            return Outcome.delivered, 250, None
+        except aiosmtplib.SMTPRecipientsRefused as exc:  # not an SMTPResponseException
+            code = exc.recipients[0].code if exc.recipients else 550
+            return classify_smtp_code(code), code, f"smtp {code}"
+        except aiosmtplib.SMTPResponseException as exc:
+            return classify_smtp_code(exc.code), exc.code, f"smtp {exc.code}"
+        except (aiosmtplib.SMTPException, OSError) as exc:
+            return Outcome.retry, None, type(exc).__name__
+
+    async def retry_or_bury(self, job: EmailJob, msg, code: int | None, reason: str | None) -> None:
+        if code is None or slows_down(code):
+            self.limits.throttle.slow_down()
+        failures = await self.ledger.add_failure(job.job_id)
+        delivered = msg.raw_message.metadata.num_delivered or 1
+        if failures < self.settings.max_deliver and delivered < self.consumer_max_deliver:
+            EMAILS.labels("retry").inc()
+            log.info("email.retry", job_id=job.job_id, reason=reason, attempt=failures)
+            await msg.nack(delay=redelivery_delay(failures))
+            return
+        EMAILS.labels("dead").inc()
+        log.warning("email.dead_letter", job_id=job.job_id, reason=reason, attempts=failures)
+        dead = DeadLetter(job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
+                          volunteer_id=job.volunteer_id, channel=Channel.email,
+                          reason=reason or "retries exhausted", attempts=failures)
+        await self.bus.publish(EMAIL_DEAD, dead, msg_id=f"{job.job_id}:dead")
+        await self.report(job, DeliveryStatus.failed, f"retries exhausted ({reason})")

@@ -1,8 +1,15 @@
-"""A persistent aiosmtplib connection that reconnects when it drops."""
+"""A pool of persistent aiosmtplib connections to the campaign's relay.
+
+Each connection sends one message at a time (SMTP is sequential per
+connection); the pool's size is the dispatcher's sending concurrency.
+A connection that drops is replaced on its next use; the error reaches the
+caller, whose job is retried."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -10,11 +17,20 @@ import aiosmtplib
 from services.dispatch.settings import EmailDispatchSettings
 
 
-class SmtpSender:
-    def __init__(self, settings: EmailDispatchSettings) -> None:
+class SmtpPool:
+    def __init__(self, settings: EmailDispatchSettings, size: int | None = None) -> None:
         self.settings = settings
-        self._client: aiosmtplib.SMTP | None = None
-        self._lock = asyncio.Lock()
+        self.size = size or settings.smtp_pool_size
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP | None] | None = None
+        self._clients: set[aiosmtplib.SMTP] = set()
+
+    def _queue(self) -> asyncio.LifoQueue:
+        # Made lazily: the queue belongs to the loop that first sends.
+        if self._idle is None:
+            self._idle = asyncio.LifoQueue()
+            for _ in range(self.size):
+                self._idle.put_nowait(None)  # a slot, connected on first use
+        return self._idle
 
     def _new_client(self) -> aiosmtplib.SMTP:
         s = self.settings
@@ -28,25 +44,62 @@ class SmtpSender:
             timeout=s.smtp_timeout,
         )
 
-    async def send(self, message: EmailMessage) -> None:
-        """Send on the shared connection; raises aiosmtplib errors as they come."""
-        async with self._lock:
-            if self._client is None or not self._client.is_connected:
-                self._client = self._new_client()
-                await self._client.connect()
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
+        """A connected client, for one message; returned to the pool after,
+        or dropped if the exchange broke it."""
+        queue = self._queue()
+        client = await queue.get()
+        try:
+            if client is None or not client.is_connected:
+                self._clients.discard(client)
+                client = self._new_client()
+                await client.connect()
+                self._clients.add(client)
+            yield client
+        except BaseException:
+            if client is not None and not client.is_connected:
+                self._clients.discard(client)
+                client = None
+            raise
+        finally:
+            queue.put_nowait(client)
+
+    async def send(self, sender: str, recipient: str, data: bytes,
+                   accepted: Callable[[], Awaitable[None]] | None = None) -> None:
+        """One envelope on one pooled connection; raises aiosmtplib errors.
+        A refused recipient leaves the connection usable (RSET is sent).
+
+        ``accepted`` runs after the server's 250, before the connection goes
+        back to the pool: the jobs between a 250 and their ledger row are
+        thus never more than the pool's size (the duplicate bound)."""
+        async with self.connection() as client:
             try:
-                await self._client.send_message(message)
-            except (aiosmtplib.SMTPServerDisconnected, ConnectionError, OSError):
-                self._client = None
+                await client.sendmail(sender, [recipient], data)
+                if accepted is not None:
+                    await accepted()
+            except aiosmtplib.SMTPServerDisconnected:
+                client.close()
+                raise
+            except aiosmtplib.SMTPResponseException as exc:
+                if exc.code == 421:  # the server is closing this connection
+                    client.close()
                 raise
 
+    async def send_message(self, message: EmailMessage) -> None:
+        async with self.connection() as client:
+            await client.send_message(message)
+
     async def close(self) -> None:
-        if self._client is not None and self._client.is_connected:
-            try:
-                await self._client.quit()
-            except aiosmtplib.SMTPException:
-                self._client.close()
-        self._client = None
+        for client in list(self._clients):
+            if client.is_connected:
+                try:
+                    await client.quit()
+                except (aiosmtplib.SMTPException, OSError):
+                    client.close()
+        self._clients.clear()
+        self._idle = None
 
     async def ready(self) -> tuple[bool, str]:
-        return True, "connected" if self._client and self._client.is_connected else "idle"
+        connected = sum(1 for c in self._clients if c.is_connected)
+        return True, f"{connected}/{self.size} connected" if connected else "idle"

@@ -1,0 +1,221 @@
+"""make bench-email: N email jobs through one dispatcher replica into an
+SMTP sink, next to a raw aiosmtplib loop into the same sink.
+
+The bench starts its own nats-server (JetStream, a temporary directory) and
+an aiosmtpd sink in another process (it counts messages and stamps the
+first and last; it parses nothing). Then, in the same run:
+
+1. raw: an aiosmtplib loop with as many persistent connections as the
+   dispatcher's pool sends N ready-made emails of the dispatcher's size
+   (composed by the same code, so the sink's work per message is the same);
+2. end to end: one dispatcher replica (``python -m services.dispatch email``,
+   its own process, its real ledger on SQLite) is started and ready; N jobs
+   are published as contacts publishes them; the clock runs from the first
+   publish to the sink's receipt of the N-th email.
+
+Prints both rates and their ratio. ``--recipients`` (or BENCH_EMAILS) sets N,
+``--pool`` the connections (dispatcher's ``SMTP_POOL_SIZE``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiosmtplib
+import httpx
+
+from shared.bus import Bus
+from shared.catalogue import CONTACTS, EMAIL_JOB
+from shared.events import EmailJob
+from tools.stack import free_port, nats_server_binary, wait_for_port
+
+ROOT = Path(__file__).resolve().parent.parent
+FROM = "relais@campagne.example"
+BODY = ("La fermeture de la classe de CM2 est annoncée pour la rentrée. **Réunion publique jeudi 19 h** "
+        "à l'école Jules-Ferry : venez avec vos questions, les élus seront là.\n\n") * 4
+
+
+def jobs(n: int, prefix: str) -> list[EmailJob]:
+    return [EmailJob(
+        job_id=f"{prefix}-{i}", relay_id=f"{prefix}-relay", message_id="bench-message", volunteer_id=f"vol-{i % 50}",
+        sender_name="Alice Martin", reply_to="alice.martin@perso.example",
+        recipient_name=f"Camille Dupont{i}", recipient_email=f"camille{i}@exemple.fr",
+        recipient_hash=f"{i:064x}", subject="Les écoles ont besoin de vous", body_text=BODY,
+        unsubscribe_url=f"https://campagne.example/u/{prefix}-{i}", note="Je pense que ça t'intéresse !",
+    ) for i in range(n)]
+
+
+# -- the sink (its own process) ------------------------------------------------------------------
+
+
+class CountingSink:
+    """Counts messages; ``expect N`` on stdin arms it, it answers
+    ``done <first> <last>`` (wall-clock times) on stdout at the N-th."""
+
+    def __init__(self) -> None:
+        self.count, self.expected, self.first, self.last = 0, None, 0.0, 0.0
+
+    async def handle_DATA(self, server, session, envelope):
+        now = time.time()
+        self.count += 1
+        if self.count == 1:
+            self.first = now
+        self.last = now
+        if self.expected is not None and self.count >= self.expected:
+            print(f"done {self.first} {self.last}", flush=True)
+            self.expected = None
+        return "250 OK"
+
+
+async def run_sink(port: int) -> None:
+    from aiosmtpd.smtp import SMTP
+
+    sink = CountingSink()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(lambda: SMTP(sink, hostname="sink"), "127.0.0.1", port)
+    print("ready", flush=True)
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().split():
+        if line[0] == "expect":
+            sink.count, sink.expected = 0, int(line[1])
+    server.close()
+
+
+class Sink:
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.email_bench", "--sink", str(port)], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def expect(self, n: int) -> None:
+        self.proc.stdin.write(f"expect {n}\n")
+        self.proc.stdin.flush()
+
+    async def done(self) -> tuple[float, float]:
+        line = await asyncio.to_thread(self.proc.stdout.readline)
+        _, first, last = line.split()
+        return float(first), float(last)
+
+    def stop(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(10)
+
+
+# -- the two runs --------------------------------------------------------------------------------------
+
+
+async def raw_loop(sink: Sink, n: int, pool: int) -> float:
+    """The baseline: ``pool`` persistent aiosmtplib connections, each
+    sending its share of N ready-made messages one after the other."""
+    from services.dispatch.email_domain import compose, wire
+
+    messages = [(str(j.recipient_email), wire(compose(j, FROM, "relais.campagne.example"))) for j in jobs(n, "raw")]
+    clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port) for _ in range(pool)]
+    for client in clients:
+        await client.connect()
+    sink.expect(n)
+    started, cpu_before = time.time(), time.process_time()
+
+    async def worker(client: aiosmtplib.SMTP, share: list[tuple[str, bytes]]) -> None:
+        for rcpt, data in share:
+            await client.sendmail(FROM, [rcpt], data)
+
+    await asyncio.gather(*(worker(c, messages[i::pool]) for i, c in enumerate(clients)))
+    _, last = await sink.done()
+    cpu = time.process_time() - cpu_before
+    for client in clients:
+        await client.quit()
+    return n / (last - started), cpu / (last - started)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+async def end_to_end(sink: Sink, nats_url: str, n: int, pool: int, tmp: Path) -> tuple[float, float, float]:
+    http_port = free_port()
+    env = {**os.environ, "MAILLAGE_NATS_URL": nats_url, "MAILLAGE_LOG_LEVEL": "WARNING",
+           "MAILLAGE_DISPATCH_EMAIL_HTTP_PORT": str(http_port), "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": FROM,
+           "MAILLAGE_DISPATCH_EMAIL_SMTP_PORT": str(sink.port), "MAILLAGE_DISPATCH_EMAIL_SMTP_POOL_SIZE": str(pool),
+           "MAILLAGE_DISPATCH_EMAIL_LEDGER_URL": f"sqlite:///{tmp / 'ledger.db'}",
+           "MAILLAGE_DISPATCH_EMAIL_RATE_PER_SECOND": "0", "MAILLAGE_DISPATCH_EMAIL_VOLUNTEER_RATE_PER_HOUR": "0"}
+    log = open(tmp / "dispatch.log", "wb")
+    proc = subprocess.Popen([sys.executable, "-m", "services.dispatch", "email"], cwd=ROOT, env=env,
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        async with httpx.AsyncClient() as http:
+            for _ in range(300):
+                try:
+                    if (await http.get(f"http://127.0.0.1:{http_port}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"dispatcher not ready: see {tmp / 'dispatch.log'}")
+        contacts = Bus(CONTACTS, nats_url)
+        await contacts.connect()
+        batch = jobs(n, "e2e")
+        sink.expect(n)
+        cpu_before = cpu_seconds(proc.pid)
+        started = time.time()
+        await contacts.publish_many(EMAIL_JOB, ((j, (), j.job_id) for j in batch))
+        published = time.time() - started
+        _, last = await sink.done()
+        cpu = cpu_seconds(proc.pid) - cpu_before
+        await contacts.stop()
+        return n / (last - started), published, cpu / (last - started)
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+
+
+async def run(n: int, pool: int, tmp: Path) -> None:
+    nats_port, smtp_port = free_port(), free_port()
+    server = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(nats_port), "-js",
+                               "-sd", str(tmp / "nats")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sink = None
+    try:
+        wait_for_port(nats_port, 10)
+        sink = Sink(smtp_port)
+        raw, raw_busy = await raw_loop(sink, n, pool)
+        e2e, published, busy = await end_to_end(sink, f"nats://127.0.0.1:{nats_port}", n, pool, tmp)
+    finally:
+        if sink:
+            sink.stop()
+        server.terminate()
+        server.wait(10)
+    print(f"\n{n:,} emails, {pool} SMTP connections, sink in its own process (aiosmtpd)")
+    print(f"  raw aiosmtplib loop:            {raw:8,.0f} emails/s  (client busy {raw_busy:.0%} of a core)")
+    print(f"  dispatcher end to end:          {e2e:8,.0f} emails/s  (jobs published in {published:.2f} s; "
+          f"dispatcher busy {busy:.0%} of a core)")
+    print(f"  ratio:                          {e2e / raw:8.2f}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.email_bench", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--recipients", type=int, default=int(os.environ.get("BENCH_EMAILS", 5000)))
+    parser.add_argument("--pool", type=int, default=4, help="SMTP connections, both runs")
+    parser.add_argument("--sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.sink:
+        asyncio.run(run_sink(args.sink))
+        return
+    with tempfile.TemporaryDirectory(prefix="maillage-bench-email-") as tmp:
+        asyncio.run(run(args.recipients, args.pool, Path(tmp)))
+
+
+if __name__ == "__main__":
+    main()
