@@ -19,6 +19,7 @@ from shared.db import database_ready
 from shared.observability.http import ReadinessCheck, count_requests, ops_router
 from shared.observability.logging import configure_logging
 from shared.settings import ServiceSettings
+from shared.web.security import add_security_headers
 
 log = structlog.get_logger(__name__)
 Hook = Callable[[], Awaitable[None]]
@@ -80,6 +81,7 @@ def create_service_app(
         app.include_router(router)
     authenticate_first(app, authenticate, public_prefixes)
     count_requests(app, bus.service)
+    add_security_headers(app)
     return app
 
 

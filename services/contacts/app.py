@@ -7,7 +7,7 @@ import asyncio
 from fastapi import FastAPI
 from prometheus_client import Counter
 
-from services.contacts import handlers
+from services.contacts import handlers, web
 from services.contacts.api import accounts, book, imports, inbox, networks, public
 from services.contacts.api.deps import Keys, contacts_authenticator
 from services.contacts.retention import keep_retention
@@ -47,7 +47,7 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         engine=engine,
         create_schema=create_schema,
         authenticate=contacts_authenticator(engine, hash_token(settings.provisioning_token.get_secret_value())),
-        public_prefixes=("/auth/redeem", "/u/", "/consent/"),
+        public_prefixes=("/auth/redeem", "/u/", "/consent/", *web.PUBLIC_PREFIXES),
         after_start=[start_retention],
         on_stop=[stop_background],
     )
@@ -56,4 +56,5 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
     app.state.sealer = TransitSealer.from_secret(settings.credentials_key)
     app.state.relays_counter = RELAYS
     app.state.background = background
+    web.install(app, settings)
     return app

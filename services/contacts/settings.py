@@ -34,3 +34,5 @@ class ContactsSettings(ServiceSettings):
     recipient_cap_days: int = Field(default=7, ge=1)
     invite_days: int = Field(default=14, ge=1, description="how long a volunteer invite link works")
     retention_until: date | None = Field(default=None, description="after this day, contact data is purged")
+    cookie_secure: bool = Field(default=True, description="web app cookies only over HTTPS (false for a plain-http local run)")
+    session_hours: int = Field(default=720, ge=1, description="how long a volunteer stays signed in to the web app")

@@ -1,0 +1,62 @@
+"""History: what the volunteer relayed, when, and what became of it —
+delivered, bounced, opted out — as counts of their own relays."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from fastapi import APIRouter, Depends, Request
+from sqlmodel import Session, func, select
+
+from services.contacts.store import CampaignMessage, Relay, SentItem, Volunteer
+from services.contacts.web.auth import web_volunteer
+from shared.db import in_session
+from shared.web.pages import render
+
+router = APIRouter(prefix="/app/history", include_in_schema=False)
+SHOWN = 100
+
+
+@dataclass
+class RelayLine:
+    relay_id: str
+    title: str
+    at: datetime
+    counts: Counter = field(default_factory=Counter)  # delivered, bounced, failed, pending, opted_out, posted
+
+
+def outcome(channel: str, status: str, reason: str | None) -> str:
+    """One job as the volunteer reads it."""
+    if status == "delivered":
+        return "delivered" if channel == "email" else "posted"
+    if status == "failed":
+        return "bounced" if (reason or "").startswith(("bounce", "smtp 5")) else "failed"
+    return "pending"
+
+
+def load(session: Session, volunteer_id: str) -> list[RelayLine]:
+    relays = session.exec(select(Relay).where(Relay.volunteer_id == volunteer_id)
+                          .order_by(Relay.created_at.desc()).limit(SHOWN)).all()
+    lines = {}
+    for r in relays:
+        msg = session.get(CampaignMessage, r.message_id)
+        line = RelayLine(r.id, msg.title if msg else r.message_id, r.created_at)
+        line.counts["opted_out"] = r.skipped.get("suppressed", 0)
+        lines[r.id] = line
+    if lines:
+        for relay_id, channel, status, reason, n in session.exec(
+            select(SentItem.relay_id, SentItem.channel, SentItem.status, SentItem.reason, func.count())
+            .where(SentItem.relay_id.in_(list(lines)))
+            .group_by(SentItem.relay_id, SentItem.channel, SentItem.status, SentItem.reason)
+        ).all():
+            lines[relay_id].counts[outcome(channel, status, reason)] += n
+    return list(lines.values())
+
+
+@router.get("")
+async def history_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
+    lines = await in_session(request.app.state.engine, lambda s: load(s, vol.id))
+    return render(request, "history.html", lines=lines,
+                  columns=("delivered", "bounced", "opted_out", "failed", "pending", "posted"))

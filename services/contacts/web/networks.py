@@ -1,0 +1,58 @@
+"""My networks: connect Mastodon, Bluesky, X with what each needs, see
+what is connected (never a secret), disconnect. The forms are built from
+the API's own credential models, so they ask for exactly what it takes."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import RedirectResponse
+from pydantic import SecretStr
+
+from services.contacts.api import networks as networks_api
+from services.contacts.networks import CREDENTIALS
+from services.contacts.store import Volunteer
+from services.contacts.web.auth import web_volunteer
+from shared.web.pages import problems, render, site_of
+from shared.web.session import csrf_protect
+
+router = APIRouter(prefix="/app/networks", include_in_schema=False, dependencies=[Depends(csrf_protect)])
+
+
+def form_fields() -> dict[str, list[dict]]:
+    """Per network: each field's name, whether it is required and secret."""
+    return {channel.value: [{"name": name, "required": info.is_required(),
+                             "secret": SecretStr in _types(info.annotation)}
+                            for name, info in model.model_fields.items()]
+            for channel, model in CREDENTIALS.items()}
+
+
+def _types(annotation) -> set:
+    args = getattr(annotation, "__args__", ())
+    return {annotation, *args, *(a for arg in args for a in getattr(arg, "__args__", ()))}
+
+
+async def page(request: Request, vol: Volunteer, status_code: int = 200, **extra):
+    statuses = await networks_api.list_networks(request, vol)
+    return render(request, "networks.html", status_code, statuses=statuses, fields=form_fields(), **extra)
+
+
+@router.get("")
+async def networks_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
+    return await page(request, vol)
+
+
+@router.post("/{network}")
+async def connect(network: str, request: Request, vol: Volunteer = Depends(web_volunteer)):
+    form = await request.form()
+    body = {k: v.strip() for k, v in form.items() if k != "csrf" and isinstance(v, str) and v.strip()}
+    try:
+        await networks_api.put_network(network, request, body, vol)
+    except HTTPException as exc:
+        return await page(request, vol, exc.status_code, errors=problems(exc))
+    return RedirectResponse(f"{site_of(request).prefix}/networks", status_code=303)
+
+
+@router.post("/{network}/disconnect")
+async def disconnect(network: str, request: Request, vol: Volunteer = Depends(web_volunteer)):
+    await networks_api.delete_network(network, request, vol)
+    return RedirectResponse(f"{site_of(request).prefix}/networks", status_code=303)

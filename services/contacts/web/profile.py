@@ -1,0 +1,56 @@
+"""My interests: which interests' counts the campaign sees (the opt-in
+profile), with the counts it would see for each."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
+from sqlmodel import Session
+
+from services.contacts import book as book_ops
+from services.contacts import domain
+from services.contacts.api import accounts
+from services.contacts.api import book as book_api
+from services.contacts.store import Volunteer
+from services.contacts.web.auth import web_volunteer
+from services.contacts.web.inbox import language_labels
+from shared.db import in_session
+from shared.web.pages import problems, render, site_of
+from shared.web.session import csrf_protect
+
+router = APIRouter(prefix="/app/interests", include_in_schema=False, dependencies=[Depends(csrf_protect)])
+
+
+def book_interests(session: Session, volunteer_id: str) -> tuple[set[str], dict[str, int]]:
+    """Every interest of the book, and its confirmed contacts (what the
+    profile would count), shared or not."""
+    views = book_ops.views(session, volunteer_id)
+    profile = domain.interest_profile(views, None)
+    return ({i for v in views for i in v.interests},
+            {interest: sum(per_channel.values()) for interest, per_channel in profile.items()})
+
+
+async def page(request: Request, vol: Volunteer, status_code: int = 200, **extra):
+    present, counts = await in_session(request.app.state.engine, lambda s: book_interests(s, vol.id))
+    taxonomy = [term.name for term in await book_api.list_taxonomy(request, vol)]
+    interests = sorted(present | set(taxonomy))
+    shared = None if vol.shared_interests is None else set(vol.shared_interests)
+    return render(request, "interests.html", status_code, interests=interests, counts=counts, shared=shared,
+                  labels=await language_labels(request), **extra)
+
+
+@router.get("")
+async def interests_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
+    return await page(request, vol)
+
+
+@router.post("")
+async def share(request: Request, vol: Volunteer = Depends(web_volunteer)):
+    form = await request.form()
+    chosen = None if form.get("share") == "all" else form.getlist("interests")
+    try:
+        await accounts.share_profile(accounts.SharingIn(shared_interests=chosen), request, vol)
+    except (ValidationError, HTTPException) as exc:
+        return await page(request, vol, getattr(exc, "status_code", 422), errors=problems(exc))
+    return RedirectResponse(f"{site_of(request).prefix}/interests", status_code=303)

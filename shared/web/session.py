@@ -1,0 +1,90 @@
+"""Web sessions: an HttpOnly, SameSite=Strict cookie holding a signed,
+expiring payload — who (an id, never a name or address), a fingerprint of
+the credential it came from, and the session's CSRF token. Nothing about a
+session is readable by page scripts, and nothing goes in browser storage.
+
+Why signed cookies rather than a session table: revocation still works,
+because every request re-checks the fingerprint against the account's
+current credential (a revoked staff token or a re-issued volunteer token
+ends every session built on it), and no service gains a table to migrate."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from fastapi import HTTPException, Request, Response, status
+
+from shared.links import InvalidLink, LinkSigner
+
+SESSION_COOKIE = "maillage_session"
+CSRF_FIELD, CSRF_HEADER = "csrf", "x-csrf-token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    """A key of its own for sessions, from a secret the service already holds."""
+    return hmac.new(secret, f"maillage-web-session:{purpose}".encode(), hashlib.sha256).digest()
+
+
+def fingerprint(credential_hash: str | None) -> str:
+    return hashlib.sha256(f"fp:{credential_hash}".encode()).hexdigest()[:24]
+
+
+@dataclass(frozen=True)
+class WebSession:
+    csrf: str
+    sub: str | None = None  # the signed-in account's id (None: not signed in yet)
+    fp: str | None = None
+
+
+class Sessions:
+    def __init__(self, key: bytes, *, path: str, secure: bool, max_age: int) -> None:
+        self._signer = LinkSigner(key)
+        self.path, self.secure, self.max_age = path, secure, max_age
+
+    def read(self, request: Request) -> WebSession | None:
+        raw = request.cookies.get(SESSION_COOKIE)
+        if not raw:
+            return None
+        try:
+            data = self._signer.verify("session", raw)
+        except InvalidLink:
+            return None
+        return WebSession(csrf=data.get("csrf", ""), sub=data.get("sub"), fp=data.get("fp"))
+
+    @staticmethod
+    def new(sub: str | None = None, fp: str | None = None) -> WebSession:
+        """A new session, with a new CSRF token: signing in rotates it."""
+        return WebSession(csrf=secrets.token_urlsafe(24), sub=sub, fp=fp)
+
+    def store(self, response: Response, session: WebSession) -> None:
+        sub, fp = session.sub, session.fp
+        payload = {"csrf": session.csrf, **({"sub": sub, "fp": fp} if sub else {})}
+        response.set_cookie(SESSION_COOKIE, self._signer.sign("session", payload, ttl_seconds=self.max_age),
+                            max_age=self.max_age, path=self.path, secure=self.secure, httponly=True,
+                            samesite="strict")
+
+    def clear(self, response: Response) -> None:
+        response.delete_cookie(SESSION_COOKIE, path=self.path, secure=self.secure, httponly=True, samesite="strict")
+
+
+def sessions_of(request: Request) -> Sessions:
+    return request.app.state.web_sessions
+
+
+async def csrf_protect(request: Request) -> None:
+    """A route dependency: a state-changing request must carry the
+    session's CSRF token, in the form's hidden field or the X-CSRF-Token
+    header (scripts); otherwise 403."""
+    if request.method in SAFE_METHODS:
+        return
+    session = sessions_of(request).read(request)
+    sent = request.headers.get(CSRF_HEADER)
+    if sent is None and "form" in request.headers.get("content-type", ""):
+        sent = (await request.form()).get(CSRF_FIELD)
+    if session is None or not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
+        raise HTTPException(status.HTTP_403_FORBIDDEN,
+                            detail="csrf: this form is missing its security token or it expired; reload the page")
