@@ -86,7 +86,7 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
         assert mail["From"].addresses[0].addr_spec == cfg.from_address
         assert mail["Reply-To"].addresses[0].addr_spec == "alice@benevoles.example"
         assert mail["Subject"] == "Réunion sur nos écoles"
-        body = mail.get_content()
+        body = mail.get_body(("plain",)).get_content()  # the text alternative
         assert "Bonjour Camille," in body and "Rendez-vous le 12 décembre à 19 h." in body
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe_url = mail["List-Unsubscribe"].strip("<>")

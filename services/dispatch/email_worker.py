@@ -43,6 +43,7 @@ EMAILS = Counter(
 # JetStream's own cap on deliveries, above our attempt budget: rate-limit
 # deferrals are deliveries too. A job reaching it is dead-lettered.
 DELIVERY_HEADROOM = 20
+PRUNE_EVERY = 50_000  # sends between two prunes of the ledger (and once on start)
 
 
 class SuppressionList:
@@ -93,6 +94,7 @@ class EmailDispatcher:
         # job id -> monotonic time its rate-limit turn comes: a deferred job
         # that comes back spends the token it reserved, not a second one.
         self.turns: dict[str, float] = {}
+        self.sent_since_prune = 0
         # jobs being sent by this process: a redelivery that overtakes a
         # slow send (ack_wait passed) must not send the same email alongside
         self.in_flight: set[str] = set()
@@ -165,6 +167,10 @@ class EmailDispatcher:
         if outcome is Outcome.delivered:
             self.limits.throttle.succeeded()
             EMAILS.labels("delivered").inc()
+            self.sent_since_prune += 1
+            if self.sent_since_prune >= PRUNE_EVERY:  # a long-lived replica's ledger stays bounded
+                self.sent_since_prune = 0
+                await self.ledger.prune(self.settings.ledger_retention_days)
             await self.report(job, DeliveryStatus.delivered)
             return
         if outcome is Outcome.failed:
@@ -185,6 +191,8 @@ class EmailDispatcher:
         if wait < 1.0:  # shorter than a trip through JetStream
             await asyncio.sleep(wait)
             return False
+        if len(self.turns) > 100_000:  # jobs that another replica took since: forget them
+            self.turns.clear()
         self.turns[job.job_id] = time.monotonic() + wait
         EMAILS.labels("deferred").inc()
         await msg.nack(delay=wait)
