@@ -1,3 +1,4 @@
+import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -31,6 +32,15 @@ class MatcherSettings(ServiceSettings):
             ZoneInfo(value)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("partition", mode="before")
+    @classmethod
+    def _ordinal_of_pod_name(cls, value):
+        # A StatefulSet gives each replica a stable name, matcher-0 … matcher-N:
+        # MAILLAGE_MATCHER_PARTITION may be that name (from metadata.name).
+        if isinstance(value, str) and (found := re.fullmatch(r".+-(\d+)", value.strip())):
+            return int(found.group(1))
         return value
 
     @model_validator(mode="after")
