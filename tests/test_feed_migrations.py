@@ -76,3 +76,21 @@ def test_a_database_from_before_migrations_is_adopted(db_url):
         assert old.updated_at == old.created_at
         assert unsent.state == "draft"
     engine.dispose()
+
+
+def test_relay_counts_move_to_one_row_per_channel_and_back(db_url):
+    engine = make_engine(db_url)
+    upgrade(engine, MIGRATIONS, "0003")
+    with engine.begin() as conn:
+        conn.execute(text("INSERT INTO relayfact (relay_id, message_id, volunteer_id, emails_queued, "
+                          "mastodon_queued, bluesky_queued) VALUES ('r1', 'm1', 'v1', 2, 0, 1)"))
+    upgrade(engine, MIGRATIONS, "head")
+    assert schema_diff(engine) == []
+    with engine.begin() as conn:
+        rows = conn.execute(text("SELECT channel, queued FROM relayqueued ORDER BY channel")).all()
+    assert [tuple(r) for r in rows] == [("bluesky", 1), ("email", 2)]
+    downgrade(engine, MIGRATIONS, "0003")
+    with engine.begin() as conn:
+        back = conn.execute(text("SELECT emails_queued, mastodon_queued, bluesky_queued FROM relayfact")).one()
+    assert tuple(back) == (2, 0, 1)
+    engine.dispose()

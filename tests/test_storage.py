@@ -37,7 +37,8 @@ def test_redelivered_facts_count_once(engine):
         s.commit()
         for _ in range(3):  # the same events, redelivered
             feed_store.add_once(s, feed_store.SuggestionFact(message_id="m1", volunteer_id="v1", audience_size=3))
-            feed_store.add_once(s, feed_store.RelayFact(relay_id="r1", message_id="m1", emails_queued=2))
+            feed_store.add_once(s, feed_store.RelayFact(relay_id="r1", message_id="m1"),
+                                feed_store.RelayQueued(relay_id="r1", channel="email", message_id="m1", queued=2))
             feed_store.add_once(s, feed_store.DeliveryFact(job_id="j1", message_id="m1", channel="email", status="delivered"))
         feed_store.add_once(s, feed_store.SuggestionFact(message_id="m1", volunteer_id="v2", audience_size=1))
         feed_store.add_once(s, feed_store.DeliveryFact(job_id="j2", message_id="m1", channel="email", status="failed"))

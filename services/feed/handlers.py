@@ -9,11 +9,19 @@ from __future__ import annotations
 
 from sqlalchemy.engine import Engine
 
-from services.feed.store import DeliveryFact, RelayFact, SuggestionFact, SuggestionInterest, SuggestionRegion, add_once
+from services.feed.store import (
+    DeliveryFact,
+    RelayFact,
+    RelayQueued,
+    SuggestionFact,
+    SuggestionInterest,
+    SuggestionRegion,
+    add_once,
+)
 from shared.bus import Bus
 from shared.catalogue import DISPATCH_RESULT_SUBJECTS, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import in_session
-from shared.events import Channel, DispatchResult, RelayRequested, Suggestion
+from shared.events import DispatchResult, RelayRequested, Suggestion
 
 
 def register(bus: Bus, engine: Engine) -> None:
@@ -37,14 +45,9 @@ def register(bus: Bus, engine: Engine) -> None:
     @bus.subscriber(RELAY_REQUESTED, durable="feed-relays")
     async def count_relay(event: RelayRequested, _msg) -> None:
         await record(
-            RelayFact(
-                relay_id=event.relay_id,
-                message_id=event.message_id,
-                volunteer_id=event.volunteer_id,
-                emails_queued=event.jobs_queued.get(Channel.email, 0),
-                mastodon_queued=event.jobs_queued.get(Channel.mastodon, 0),
-                bluesky_queued=event.jobs_queued.get(Channel.bluesky, 0),
-            )
+            RelayFact(relay_id=event.relay_id, message_id=event.message_id, volunteer_id=event.volunteer_id),
+            *(RelayQueued(relay_id=event.relay_id, channel=channel.value, message_id=event.message_id, queued=n)
+              for channel, n in sorted(event.jobs_queued.items()) if n > 0),
         )
 
     async def count_delivery(event: DispatchResult, _msg) -> None:

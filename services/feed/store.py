@@ -131,9 +131,16 @@ class RelayFact(FeedTable, table=True):
     relay_id: str = Field(primary_key=True, max_length=64)
     message_id: str = Field(index=True, max_length=64)
     volunteer_id: str | None = Field(default=None, max_length=64)
-    emails_queued: int
-    mastodon_queued: int = 0
-    bluesky_queued: int = 0
+
+
+class RelayQueued(FeedTable, table=True):
+    """The jobs a relay queued on one channel: a row per channel, so a new
+    channel needs no new column."""
+
+    relay_id: str = Field(primary_key=True, max_length=64)
+    channel: str = Field(primary_key=True, max_length=32)
+    message_id: str = Field(index=True, max_length=64)
+    queued: int
 
 
 class DeliveryFact(FeedTable, table=True):
@@ -213,8 +220,8 @@ def message_stats(session: Session, message_id: str) -> MessageStats:
         ),
         relays=count(select(func.count()).where(RelayFact.message_id == message_id)),
         emails_queued=count(
-            select(func.coalesce(func.sum(RelayFact.emails_queued), 0)).where(
-                RelayFact.message_id == message_id
+            select(func.coalesce(func.sum(RelayQueued.queued), 0)).where(
+                RelayQueued.message_id == message_id, RelayQueued.channel == "email"
             )
         ),
         emails_delivered=count(delivered.where(DeliveryFact.status == "delivered")),
@@ -228,12 +235,11 @@ def reach_counts(session: Session, message_id: str) -> dict:
         select(func.count(), func.coalesce(func.sum(SuggestionFact.audience_size), 0))
         .where(SuggestionFact.message_id == message_id)
     ).one()
-    relays, email_q, mastodon_q, bluesky_q = session.exec(
-        select(func.count(), func.coalesce(func.sum(RelayFact.emails_queued), 0),
-               func.coalesce(func.sum(RelayFact.mastodon_queued), 0),
-               func.coalesce(func.sum(RelayFact.bluesky_queued), 0))
-        .where(RelayFact.message_id == message_id)
-    ).one()
+    relays = session.exec(select(func.count()).where(RelayFact.message_id == message_id)).one()
+    queued = dict(session.exec(
+        select(RelayQueued.channel, func.sum(RelayQueued.queued))
+        .where(RelayQueued.message_id == message_id).group_by(RelayQueued.channel)
+    ).all())
     results = session.exec(
         select(DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason, func.count())
         .where(DeliveryFact.message_id == message_id)
@@ -242,7 +248,7 @@ def reach_counts(session: Session, message_id: str) -> dict:
 
     return {
         "volunteers_suggested": suggested, "audience": audience, "relays": relays,
-        "queued": {"email": email_q, "mastodon": mastodon_q, "bluesky": bluesky_q},
+        "queued": queued,
         "results": [(channel, status, reason, n) for channel, status, reason, n in results],
         "by_interest": _breakdown(session, message_id, SuggestionInterest.interest),
         "by_region": _breakdown(session, message_id, SuggestionRegion.region),
