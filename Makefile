@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test docs clean bench-import bench-matcher bench-email
+.PHONY: help install run test docs clean bench-import bench-matcher bench-email deploy-check
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -33,8 +33,14 @@ bench-matcher: install ## matcher: index, match, suggestions/s vs raw publish_as
 bench-email: install ## email dispatcher end to end (NATS -> SMTP sink) vs a raw aiosmtplib loop (BENCH_EMAILS=5000)
 	$(PY) -m bench.email_bench $(BENCH_ARGS)
 
-docs: install ## regenerate the README's subject table and docs/asyncapi.json from shared/catalogue.py
+docs: install ## regenerate from the code: README subject table, docs/asyncapi.json, deploy/nats/auth.conf, deploy/k8s/base/generated
 	$(PY) -m tools.subjects_table --write README.md --asyncapi docs/asyncapi.json
+	$(PY) -m tools.nats_permissions --write deploy/nats/auth.conf
+	$(PY) -m tools.k8s_manifests --write
+
+deploy-check: install ## deploy/ offline: kustomize + kubernetes-validate, nats-server -t, hadolint, metrics (part of make test)
+	$(PY) -m pytest $(PYTEST_ARGS) tests/test_deploy_manifests.py tests/test_deploy_image.py \
+		tests/test_deploy_observability.py tests/test_nats_permissions.py
 
 clean: ## remove local state (var/) and caches
 	rm -rf var .pytest_cache

@@ -13,9 +13,9 @@ from prometheus_client import REGISTRY
 ROOT = Path(__file__).resolve().parent.parent
 MONITORING = ROOT / "deploy/k8s/base/monitoring"
 # Metrics Maillage does not export itself: JetStream consumer state from the
-# NATS Helm chart's prometheus-nats-exporter (promExporter, -jsz=all), and
+# NATS Helm chart's prometheus-nats-exporter (promExporter: -jsz=all -prefix=nats), and
 # Prometheus' own scrape health.
-EXTERNAL = {"jetstream_consumer_num_pending", "up"}
+EXTERNAL = {"nats_consumer_num_pending", "up"}
 SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", "_count", "_created"),
             "gauge": ("",), "summary": ("_sum", "_count", "_created")}
 KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
@@ -74,11 +74,11 @@ def test_metric_names_are_read_out_of_promql():
 
 def test_the_alerts_the_runbook_promises_exist():
     alerts = alert_expressions()
-    for alert, metric in (("MaillageDispatchBacklog", "jetstream_consumer_num_pending"),
-                          ("MaillageConsumerLag", "jetstream_consumer_num_pending"),
+    for alert, metric in (("MaillageDispatchBacklog", "nats_consumer_num_pending"),
+                          ("MaillageConsumerLag", "nats_consumer_num_pending"),
                           ("MaillageDeadLetters", "maillage_messages_published_total"),
                           ("MaillageSmtpFailureRate", "maillage_dispatch_emails_total"),
-                          ("MaillageSuppressionLag", "jetstream_consumer_num_pending"),
+                          ("MaillageSuppressionLag", "nats_consumer_num_pending"),
                           ("MaillageNotReady", "maillage_http_requests_total")):
         assert metric in alerts[alert], alert
     readme = (ROOT / "deploy/README.md").read_text()

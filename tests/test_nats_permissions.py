@@ -188,3 +188,21 @@ async def test_feed_cannot_publish_a_job_and_a_wrong_password_is_refused(connect
     assert await feed.refused(f'Publish to "{EMAIL_JOB.pattern}"')
     with pytest.raises(NatsError):
         await connect(MATCHER, password="not-the-password")
+
+
+def test_the_helm_values_run_a_jetstream_cluster_and_give_every_user_its_password():
+    import yaml
+
+    from tests.nats_auth import USERS
+    from tools.nats_permissions import password_variable
+
+    values = yaml.safe_load((ROOT / "deploy/nats/values.yaml").read_text())
+    config = values["config"]
+    assert config["cluster"]["enabled"] and config["cluster"]["replicas"] == 3
+    assert config["jetstream"]["fileStore"]["enabled"] and not config["jetstream"]["memoryStore"]["enabled"]
+    assert config["merge"]["00$include"] == "auth.conf"
+    env = values["container"]["env"]
+    assert set(env) == {password_variable(u) for u in USERS}
+    for user in USERS:
+        assert env[password_variable(user)]["valueFrom"]["secretKeyRef"] == {"name": "maillage-nats-users", "key": user}
+    assert values["promExporter"]["enabled"]
