@@ -6,7 +6,7 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from services.feed import handlers
+from services.feed import handlers, web
 from services.feed.api import messages, staff, taxonomy
 from services.feed.api.deps import staff_authenticator
 from services.feed.publishing import MESSAGES_PUBLISHED, Scheduler
@@ -36,6 +36,7 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
         engine=engine,
         create_schema=create_schema,
         authenticate=staff_authenticator(engine, hash_token(settings.staff_token.get_secret_value())),
+        public_prefixes=web.PUBLIC_PREFIXES,
         after_start=[scheduler.start],
         on_stop=[scheduler.stop],
     )
@@ -52,4 +53,5 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
 
     app.state.published_counter = MESSAGES_PUBLISHED
     app.state.scheduler = scheduler
+    web.install(app, settings)
     return app

@@ -21,3 +21,5 @@ class FeedSettings(ServiceSettings):
     scheduler_seconds: float = Field(default=1.0, gt=0, le=60,
                                      description="how often due embargoes and expiries are looked for")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="larger requests get a 413")
+    cookie_secure: bool = Field(default=True, description="console cookies only over HTTPS (false for a plain-http local run)")
+    session_hours: int = Field(default=12, ge=1, description="how long a staff member stays signed in to the console")
