@@ -319,3 +319,46 @@ def test_env_example_lists_every_email_dispatch_setting():
     wanted = {f"MAILLAGE_DISPATCH_EMAIL_{name.upper()}" for name in EmailDispatchSettings.model_fields
               if name != "common"}
     assert wanted <= listed, sorted(wanted - listed)
+
+
+# -- authentication ----------------------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # a test server, on loopback
+async def test_the_pool_logs_in_with_the_configured_account():
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    import aiosmtplib
+
+    from services.dispatch.email_domain import Outcome, classify_smtp_code, wire
+    from services.dispatch.smtp import SmtpPool
+    from tests.test_dispatch_email import plain
+    from tools.stack import free_port
+
+    logins = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append((mechanism, auth_data.login, auth_data.password))
+        return AuthResult(success=auth_data.password == b"s3cret")
+
+    recorder, port = SmtpRecorder(), free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_required=True, auth_require_tls=False)
+    controller.start()
+    try:
+        good = SmtpPool(settings("127.0.0.1", port, smtp_username="relais", smtp_password="s3cret"))
+        await good.send(FROM, "camille1@exemple.fr", wire(plain(1)))
+        await good.close()
+        assert [m["Subject"] for m in await recorder.await_count(1)] == ["n°1"]
+        assert logins[0][1:] == (b"relais", b"s3cret")
+
+        bad = SmtpPool(settings("127.0.0.1", port, smtp_username="relais", smtp_password="wrong")
+                       .model_copy(update={"smtp_timeout": 1.0}))
+        with pytest.raises(aiosmtplib.SMTPException):
+            await bad.send(FROM, "camille2@exemple.fr", wire(plain(2)))
+        await bad.close()
+        assert len(recorder.messages) == 1 and logins[-1][2] == b"wrong"
+        assert classify_smtp_code(535) is Outcome.failed  # a refused login is not retried
+    finally:
+        controller.stop()
