@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test docs clean bench-import bench-matcher bench-email deploy-check
+.PHONY: help install run test docs clean bench-import bench-matcher browser bench-email deploy-check
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -21,7 +21,14 @@ install: $(STAMP) ## create .venv and install the project with its dev tools
 run: install ## the whole system on this machine, with demo data (Ctrl-C stops it)
 	$(PY) -m tools.run
 
-test: install ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
+# The browser tests drive Debian's chromium through Playwright (its own
+# browser download cannot work offline); installed here when missing (as root).
+CHROMIUM ?= /usr/bin/chromium
+
+browser: ## Debian's chromium for the browser tests (apt-get install when missing)
+	@test -x $(CHROMIUM) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
+
+test: install browser ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench-import: install ## contacts import rows/s vs raw csv + bulk insert (BENCH_ARGS="--rows 100000")

@@ -127,12 +127,14 @@ def processes(cfg: StackConfig) -> list[Proc]:
             "MAILLAGE_FEED_HTTP_PORT": str(p.feed),
             "MAILLAGE_FEED_DATABASE_URL": cfg.feed_db or f"sqlite:///{var}/feed.db",
             "MAILLAGE_FEED_STAFF_TOKEN": cfg.staff_token,
+            "MAILLAGE_FEED_COOKIE_SECURE": "false",  # a local run is plain http://127.0.0.1
         }, f"{cfg.url('feed')}/readyz"),
         Proc("contacts", [py, "-m", "services.contacts"], {
             "MAILLAGE_CONTACTS_HTTP_PORT": str(p.contacts),
             "MAILLAGE_CONTACTS_DATABASE_URL": cfg.contacts_db or f"sqlite:///{var}/contacts.db",
             "MAILLAGE_CONTACTS_PROVISIONING_TOKEN": cfg.provisioning_token,
             "MAILLAGE_CONTACTS_PUBLIC_URL": cfg.url("contacts"),
+            "MAILLAGE_CONTACTS_COOKIE_SECURE": "false",
             **dev_keys(var),
         }, f"{cfg.url('contacts')}/readyz"),
         Proc("matcher", [py, "-m", "services.matcher"], {

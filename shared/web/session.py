@@ -19,7 +19,6 @@ from fastapi import HTTPException, Request, Response, status
 
 from shared.links import InvalidLink, LinkSigner
 
-SESSION_COOKIE = "maillage_session"
 CSRF_FIELD, CSRF_HEADER = "csrf", "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
@@ -41,12 +40,15 @@ class WebSession:
 
 
 class Sessions:
-    def __init__(self, key: bytes, *, path: str, secure: bool, max_age: int) -> None:
+    def __init__(self, key: bytes, *, cookie: str, path: str, secure: bool, max_age: int) -> None:
+        """``cookie``: each client its own name, because browsers share
+        cookies across ports (the console and the app on one host in a
+        local run must not overwrite each other's)."""
         self._signer = LinkSigner(key)
-        self.path, self.secure, self.max_age = path, secure, max_age
+        self.cookie, self.path, self.secure, self.max_age = cookie, path, secure, max_age
 
     def read(self, request: Request) -> WebSession | None:
-        raw = request.cookies.get(SESSION_COOKIE)
+        raw = request.cookies.get(self.cookie)
         if not raw:
             return None
         try:
@@ -63,12 +65,12 @@ class Sessions:
     def store(self, response: Response, session: WebSession) -> None:
         sub, fp = session.sub, session.fp
         payload = {"csrf": session.csrf, **({"sub": sub, "fp": fp} if sub else {})}
-        response.set_cookie(SESSION_COOKIE, self._signer.sign("session", payload, ttl_seconds=self.max_age),
+        response.set_cookie(self.cookie, self._signer.sign("session", payload, ttl_seconds=self.max_age),
                             max_age=self.max_age, path=self.path, secure=self.secure, httponly=True,
                             samesite="strict")
 
     def clear(self, response: Response) -> None:
-        response.delete_cookie(SESSION_COOKIE, path=self.path, secure=self.secure, httponly=True, samesite="strict")
+        response.delete_cookie(self.cookie, path=self.path, secure=self.secure, httponly=True, samesite="strict")
 
 
 def sessions_of(request: Request) -> Sessions:

@@ -26,7 +26,8 @@ NAV = (("/inbox", "nav.inbox"), ("/contacts", "nav.contacts"), ("/networks", "na
 
 def install(app: FastAPI, settings: ContactsSettings) -> None:
     key = derive_key(base64.b64decode(settings.link_key.get_secret_value()), "contacts")
-    sessions = Sessions(key, path="/", secure=settings.cookie_secure, max_age=settings.session_hours * 3600)
+    sessions = Sessions(key, cookie="maillage_volunteer", path="/", secure=settings.cookie_secure,
+                        max_age=settings.session_hours * 3600)
     # the token form signs in exactly as the API authenticates
     app.state.authenticate = contacts_authenticator(
         app.state.engine, hash_token(settings.provisioning_token.get_secret_value()))

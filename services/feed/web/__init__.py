@@ -25,6 +25,7 @@ def install(app: FastAPI, settings: FeedSettings) -> None:
     # Sessions are signed with a key derived from the bootstrap token: every
     # replica has it, and rotating it signs every staff member out.
     key = derive_key(settings.staff_token.get_secret_value().encode(), "feed")
-    sessions = Sessions(key, path="/", secure=settings.cookie_secure, max_age=settings.session_hours * 3600)
+    sessions = Sessions(key, cookie="maillage_staff", path="/", secure=settings.cookie_secure,
+                        max_age=settings.session_hours * 3600)
     install_site(app, Site.at(PREFIX, HERE, NAV), sessions,
                  [auth.router, messages.router, dashboard.router, taxonomy.router], HERE / "static")

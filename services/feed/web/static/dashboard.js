@@ -29,8 +29,9 @@
     const top = Math.max(1, ...numbers);
     const [x0, x1, y0, y1] = [34, 312, 160, 12];
     svg.appendChild(el("line", { x1: x0, y1: y0, x2: x1, y2: y0, stroke: "#7d8896" }));
-    svg.appendChild(el("text", { x: 2, y: y1 + 4 }, String(top)));
     svg.appendChild(el("text", { x: 2, y: y0 }, "0"));
+    if (numbers.length) svg.appendChild(el("text", { x: 2, y: y1 + 4 }, String(top)));
+    else svg.appendChild(el("text", { x: x0 + 8, y: (y0 + y1) / 2 }, `${labels.reached}: ${hidden}`));
     const t0 = series.length ? series[0].at : 0;
     const span = Math.max(1, (series.length ? series[series.length - 1].at : 0) - t0);
     channels.forEach((channel, i) => {
@@ -60,34 +61,42 @@
     return svg;
   }
 
-  function barChart(svg, rows) {
+  function barChart(svg, legend, rows) {
     clear(svg);
+    legend.textContent = "";
     const metrics = ["volunteers_suggested", "relays", "reached"];
     const names = Object.keys(rows);
     if (!names.length) {
-      svg.appendChild(el("text", { x: 10, y: 24 }, labels.empty));
+      svg.setAttribute("viewBox", "0 0 320 36");
+      svg.appendChild(el("text", { x: 10, y: 22 }, labels.empty));
       return;
     }
     const numbers = names.flatMap((n) => metrics.map((m) => value(rows[n][m]))).filter((v) => v !== null);
     const top = Math.max(1, ...numbers);
-    const band = Math.min(48, 150 / names.length);
-    svg.setAttribute("viewBox", `0 0 320 ${Math.max(60, names.length * band + 30)}`);
+    const bar = 12;
+    const band = 18 + metrics.length * (bar + 2);
+    svg.setAttribute("viewBox", `0 0 320 ${names.length * band + 4}`);
     names.forEach((name, r) => {
       const y = 4 + r * band;
-      svg.appendChild(el("text", { x: 2, y: y + 10 }, name));
+      svg.appendChild(el("text", { x: 2, y: y + 11 }, name));
       metrics.forEach((metric, j) => {
         const v = value(rows[name][metric]);
-        const by = y + 14 + j * ((band - 18) / metrics.length);
-        const h = Math.max(3, (band - 20) / metrics.length);
-        const w = v === null ? 0 : (v / top) * 190;
-        svg.appendChild(el("rect", { x: 100, y: by, width: Math.max(w, 1), height: h, fill: COLOURS[j] }));
-        svg.appendChild(el("text", { x: 104 + w, y: by + h }, v === null ? hidden : String(v)));
+        const by = y + 16 + j * (bar + 2);
+        if (v === null) { // hidden under k: an outlined stub, never a length that tells the figure
+          svg.appendChild(el("rect", { x: 2, y: by, width: 24, height: bar, fill: "#fff", stroke: COLOURS[j],
+                                       "stroke-dasharray": "3 2" }));
+          svg.appendChild(el("text", { x: 30, y: by + bar - 2 }, hidden));
+          return;
+        }
+        const w = Math.max(2, (v / top) * 250);
+        svg.appendChild(el("rect", { x: 2, y: by, width: w, height: bar, fill: COLOURS[j] }));
+        svg.appendChild(el("text", { x: 6 + w, y: by + bar - 2 }, String(v)));
       });
     });
-    const legendY = names.length * band + 24;
     metrics.forEach((metric, j) => {
-      svg.appendChild(el("rect", { x: 2 + j * 105, y: legendY - 8, width: 8, height: 8, fill: COLOURS[j] }));
-      svg.appendChild(el("text", { x: 13 + j * 105, y: legendY }, labels[metric]));
+      const item = document.createElement("span");
+      item.append(swatchSvg(COLOURS[j]), ` ${labels[metric]}`);
+      legend.appendChild(item);
     });
   }
 
@@ -96,8 +105,8 @@
     for (const [channel, row] of Object.entries(reach.channels)) reached[channel] = value(row.reached);
     series.push({ at, reached });
     lineChart(document.getElementById("chart-time"), document.getElementById("legend-time"));
-    barChart(document.getElementById("chart-interest"), reach.by_interest);
-    barChart(document.getElementById("chart-region"), reach.by_region);
+    barChart(document.getElementById("chart-interest"), document.getElementById("legend-interest"), reach.by_interest);
+    barChart(document.getElementById("chart-region"), document.getElementById("legend-region"), reach.by_region);
   }
 
   draw(Date.now() / 1000, JSON.parse(box.dataset.initial));
