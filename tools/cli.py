@@ -1,4 +1,4 @@
-"""maillage — the command line for volunteers.
+"""maillage — the command line for volunteers and staff.
 
 Examples:
   export MAILLAGE_URL=http://127.0.0.1:8020 MAILLAGE_TOKEN=<your token>
@@ -6,6 +6,9 @@ Examples:
   maillage contacts import liste.csv --map emails=Courriel --map display_name=Nom
   maillage contacts list --interest education
   maillage contacts export --format csv > mon-carnet.csv
+  maillage relay inbox                                   # what to relay
+  maillage relay send <suggestion id>                    # relay it to all your networks
+  maillage publish new --title … --body … --email-body … # staff: see `maillage publish --help`
 
 Your token comes from the invitation link the campaign sent you.
 """
@@ -19,26 +22,13 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
 from tqdm import tqdm
 
+from tools import cli_publish, cli_relay
+from tools.cli_common import fail
+from tools.cli_common import volunteer_client as client
+
 LIST_FIELDS = {"emails", "phones", "interests"}
-
-
-def client(args) -> httpx.Client:
-    if not args.token:
-        sys.exit("no token: pass --token or set MAILLAGE_TOKEN (it comes from your invitation link)")
-    return httpx.Client(base_url=args.url, headers={"Authorization": f"Bearer {args.token}"}, timeout=60)
-
-
-def fail(resp: httpx.Response) -> None:
-    try:
-        detail = resp.json().get("detail")
-    except ValueError:
-        detail = resp.text
-    if isinstance(detail, list):  # FastAPI validation errors: which field, why
-        detail = "; ".join(f"{'.'.join(map(str, d.get('loc', [])[1:]))}: {d.get('msg')}" for d in detail)
-    sys.exit(f"error {resp.status_code}: {detail}")
 
 
 def mapping_of(pairs: list[str]) -> dict | None:
@@ -151,6 +141,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp = actions.add_parser("export", help="export your whole book", description="Export your book to stdout.")
     exp.add_argument("--format", choices=["json", "csv"], default="json")
     exp.set_defaults(run=export_book)
+
+    cli_relay.add_parser(areas)
+    cli_publish.add_parser(areas)
     return parser
 
 
