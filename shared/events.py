@@ -178,6 +178,9 @@ class EmailJob(Event):
     body_text: str = Field(min_length=1, max_length=100_000)
     unsubscribe_url: str = Field(min_length=1, max_length=2000, description="RFC 8058 one-click URL")
     note: str | None = Field(default=None, max_length=2000, description="the volunteer's own words to this contact")
+    smtp_account: str | None = Field(
+        default=None, max_length=8000,
+        description="the volunteer's own SMTP account, sealed for transit (job id bound); none: the campaign's relay")
 
 
 class SocialPostJob(Event):

@@ -362,3 +362,62 @@ async def test_the_pool_logs_in_with_the_configured_account():
         assert classify_smtp_code(535) is Outcome.failed  # a refused login is not retried
     finally:
         controller.stop()
+
+
+# -- the volunteer's own SMTP account -------------------------------------------------------------------
+
+
+@pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # a test server, on loopback
+async def test_a_job_with_the_volunteers_own_account_goes_through_their_server(nats_url, smtp_server):
+    import base64
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    from pydantic import SecretStr
+
+    from shared.sealed import TransitSealer
+    from tools.stack import free_port
+
+    key = base64.b64encode(b"k" * 32).decode()
+    sealer = TransitSealer.from_secret(SecretStr(key))
+    account = {"host": "127.0.0.1", "security": "none", "username": "alice", "password": "mdp-alice",
+               "from_address": "alice.martin@perso.example"}
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        return AuthResult(success=(auth_data.login, auth_data.password) == (b"alice", b"mdp-alice"))
+
+    own, port = SmtpRecorder(), free_port()
+    controller = Controller(own, hostname="127.0.0.1", port=port, authenticator=authenticator,
+                            auth_required=True, auth_require_tls=False)
+    controller.start()
+    account["port"] = port
+    try:
+        via_own = job(1, smtp_account=sealer.seal("job-1", account))
+        lifted = job(2, smtp_account=sealer.seal("job-1", account))  # sealed for another job
+        async with dispatcher(nats_url, smtp_server, credentials_key=key) as (contacts, _):
+            for j in (via_own, lifted, job(3)):
+                await contacts.publish(EMAIL_JOB, j, msg_id=j.job_id)
+            reported = {r.job_id: r for r, _ in await results(nats_url, 3)}
+            await consumer_settled(nats_url)
+    finally:
+        controller.stop()
+    [mail] = own.messages  # the volunteer's server got theirs, from their own address
+    assert mail["From"] == "Alice Martin <alice.martin@perso.example>" and mail["To"].endswith("<camille1@exemple.fr>")
+    assert own.envelopes == [("alice.martin@perso.example", ["camille1@exemple.fr"])]
+    assert [m["To"] for m in smtp_server.recorder.messages] == ["Camille Dupont3 <camille3@exemple.fr>"]
+    assert reported["job-1"].status is DeliveryStatus.delivered
+    assert (reported["job-2"].status, reported["job-2"].reason) == (DeliveryStatus.failed, "smtp_account_unreadable")
+    assert reported["job-3"].status is DeliveryStatus.delivered
+
+
+def test_an_own_account_never_sends_its_password_in_clear_over_a_network():
+    from pydantic import ValidationError
+
+    from services.dispatch.own_smtp import OwnAccount
+
+    fields = dict(port=587, username="a", password="p", from_address="a@perso.example")
+    assert OwnAccount(host="smtp.perso.example", security="starttls", **fields)
+    with pytest.raises(ValidationError, match="this machine only"):
+        OwnAccount(host="smtp.perso.example", security="none", **fields)
+    assert "password" not in repr(OwnAccount(host="localhost", security="none", **fields))

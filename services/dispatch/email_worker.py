@@ -26,10 +26,12 @@ from services.dispatch.email_domain import Outcome, classify_smtp_code, compose_
 from services.dispatch.email_limits import SendLimits
 from services.dispatch.ledger import Ledger, open_ledger
 from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.own_smtp import OwnAccounts, UnreadableAccount
 from services.dispatch.smtp import SmtpPool
 from shared.bus import Bus, Replay, redelivery_delay
 from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, MESSAGE_WITHDRAWN, SUPPRESSION_ADDED
 from shared.events import Channel, DeadLetter, DeliveryStatus, DispatchResult, EmailJob, Suppressed
+from shared.sealed import TransitSealer
 
 log = structlog.get_logger(__name__)
 
@@ -86,6 +88,8 @@ class EmailDispatcher:
         self.bus = bus
         self.settings = settings
         self.sender = SmtpPool(settings)
+        sealer = TransitSealer.from_secret(settings.credentials_key) if settings.credentials_key else None
+        self.own_accounts = OwnAccounts(sealer, settings.smtp_timeout)
         self.ledger = ledger or open_ledger(settings.ledger_url)
         self.limits = SendLimits(settings, self.ledger)
         self.signer = signer_of(settings)
@@ -118,6 +122,7 @@ class EmailDispatcher:
 
     async def close(self) -> None:
         await self.sender.close()
+        await self.own_accounts.close()
         await self.ledger.close()
 
     def checks(self) -> dict:
@@ -133,9 +138,21 @@ class EmailDispatcher:
         )
         await self.bus.publish(EMAIL_RESULT, result, msg_id=f"{job.job_id}:result")
 
-    def render(self, job: EmailJob) -> bytes:
+    def render(self, job: EmailJob, from_address: str | None = None) -> bytes:
+        """From the campaign's address, DKIM-signed with its key; or, through
+        the volunteer's own account, from their address, unsigned here."""
+        if from_address is not None:
+            return compose_bytes(job, from_address, self.settings.list_id)
         data = compose_bytes(job, self.from_address, self.settings.list_id)
         return self.signer.sign(data) if self.signer else data
+
+    async def route(self, job: EmailJob) -> tuple[SmtpPool, str, bytes]:
+        """The pool, envelope sender and bytes of this job's email."""
+        if job.smtp_account is None:
+            return self.sender, self.from_address, self.render(job)
+        account = self.own_accounts.open(job.job_id, job.smtp_account)
+        sender = str(account.from_address)
+        return await self.own_accounts.pool(account), sender, self.render(job, sender)
 
     async def handle(self, job: EmailJob, msg) -> None:
         await self.suppressed.replay.caught_up.wait()
@@ -200,8 +217,13 @@ class EmailDispatcher:
 
     async def send(self, job: EmailJob) -> tuple[Outcome, int | None, str | None]:
         try:
-            await self.sender.send(
-                self.from_address, str(job.recipient_email), self.render(job),
+            pool, sender, data = await self.route(job)
+        except UnreadableAccount as exc:
+            log.warning("email.own_account_unreadable", job_id=job.job_id, reason=str(exc))
+            return Outcome.failed, None, "smtp_account_unreadable"
+        try:
+            await pool.send(
+                sender, str(job.recipient_email), data,
                 accepted=lambda: self.ledger.record_sent(job.job_id, job.volunteer_id, job.recipient_hash))
             return Outcome.delivered, 250, None
         except aiosmtplib.SMTPRecipientsRefused as exc:  # not an SMTPResponseException
@@ -213,7 +235,7 @@ class EmailDispatcher:
             return Outcome.retry, None, type(exc).__name__
 
     async def retry_or_bury(self, job: EmailJob, msg, code: int | None, reason: str | None) -> None:
-        if code is None or slows_down(code):
+        if job.smtp_account is None and (code is None or slows_down(code)):  # the relay's pace, not a volunteer's server
             self.limits.throttle.slow_down()
         failures = await self.ledger.add_failure(job.job_id)
         delivered = msg.raw_message.metadata.num_delivered or 1

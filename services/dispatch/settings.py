@@ -41,6 +41,10 @@ class EmailDispatchSettings(ServiceSettings):
     # -- rate limits (0: none)
     rate_per_second: float = Field(default=50.0, ge=0, description="global, per replica")
     volunteer_rate_per_hour: float = Field(default=600.0, ge=0, description="per volunteer, across replicas' ledger")
+    # -- volunteers' own SMTP accounts
+    credentials_key: SecretStr | None = Field(
+        default=None, description="base64 32-byte key opening the accounts contacts seals into jobs "
+        "(the same Secret as MAILLAGE_CONTACTS_CREDENTIALS_KEY); unset: such jobs fail")
     # -- the bounce endpoint
     bounce_token: SecretStr | None = Field(
         default=None, description="bearer token of POST /bounces; unset: the endpoint refuses everyone"

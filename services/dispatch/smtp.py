@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 
 import aiosmtplib
@@ -17,10 +18,31 @@ import aiosmtplib
 from services.dispatch.settings import EmailDispatchSettings
 
 
+@dataclass(frozen=True)
+class SmtpAccount:
+    """Where and how to connect: the campaign's relay, or a volunteer's own server."""
+
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    starttls: bool = False
+    tls: bool = False
+    timeout: float = 30.0
+
+    @classmethod
+    def campaign_relay(cls, s: EmailDispatchSettings) -> "SmtpAccount":
+        return cls(s.smtp_host, s.smtp_port, s.smtp_username,
+                   s.smtp_password.get_secret_value() if s.smtp_password else None,
+                   s.smtp_starttls, s.smtp_tls, s.smtp_timeout)
+
+
 class SmtpPool:
-    def __init__(self, settings: EmailDispatchSettings, size: int | None = None) -> None:
-        self.settings = settings
-        self.size = size or settings.smtp_pool_size
+    def __init__(self, settings: EmailDispatchSettings | SmtpAccount, size: int | None = None) -> None:
+        if isinstance(settings, SmtpAccount):
+            self.account, self.size = settings, size or 1
+        else:
+            self.account, self.size = SmtpAccount.campaign_relay(settings), size or settings.smtp_pool_size
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP | None] | None = None
         self._clients: set[aiosmtplib.SMTP] = set()
 
@@ -33,16 +55,9 @@ class SmtpPool:
         return self._idle
 
     def _new_client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        return aiosmtplib.SMTP(
-            hostname=s.smtp_host,
-            port=s.smtp_port,
-            use_tls=s.smtp_tls,
-            start_tls=s.smtp_starttls,
-            username=s.smtp_username,
-            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-            timeout=s.smtp_timeout,
-        )
+        a = self.account
+        return aiosmtplib.SMTP(hostname=a.host, port=a.port, use_tls=a.tls, start_tls=a.starttls,
+                               username=a.username, password=a.password, timeout=a.timeout)
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
