@@ -54,6 +54,8 @@ def print_welcome(cfg: StackConfig, seconds: float, demo: dict | None) -> None:
         "",
         f"  feed (staff)        {cfg.url('feed')}/docs        staff token: {cfg.staff_token}",
         f"  contacts (volunteer) {cfg.url('contacts')}/docs",
+        f"  volunteers' web app {cfg.url('contacts')}/app/   (sign in with a demo volunteer token below)",
+        f"  staff console       {cfg.url('feed')}/console/   (sign in with the staff token)",
         f"  matcher             {cfg.url('matcher')}/readyz",
         f"  dispatch email      {cfg.url('dispatch_email')}/metrics",
         f"  dispatch social     {cfg.url('dispatch_mastodon')}/metrics  {cfg.url('dispatch_bluesky')}/metrics  "
