@@ -109,9 +109,10 @@ class EmailDispatcher:
             ack_wait=settings.ack_wait,
             # Fed continuously (no wait for a batch's slowest job): twice as
             # many jobs in hand as connections, so the next one is rendered
-            # and checked while the last one is on the wire.
+            # and checked while the last one is on the wire. More only
+            # queues callbacks ahead of the SMTP replies (measured: 2x ≥ 8x).
             batch_size=settings.smtp_pool_size * 4,
-            max_workers=settings.smtp_pool_size * 8,
+            max_workers=settings.smtp_pool_size * 2,
         )(self.handle)
 
     async def prepare(self) -> None:
