@@ -57,6 +57,9 @@ def router(bus: Bus, ledger: Ledger) -> APIRouter:
               responses={413: {"description": "larger than 1 MiB"},
                          422: {"description": "not a delivery status notification"}})
     async def post_bounce(request: Request, _p: Principal = Depends(require(ROLE))) -> BounceSummary:
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > MAX_DSN_BYTES:  # refused before it is read
+            raise HTTPException(413, "a DSN larger than 1 MiB is not one")
         raw = await request.body()
         if len(raw) > MAX_DSN_BYTES:
             raise HTTPException(413, "a DSN larger than 1 MiB is not one")
