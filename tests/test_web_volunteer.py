@@ -84,7 +84,8 @@ def test_every_page_needs_a_session_and_a_bad_token_is_refused(client):
 def test_a_post_without_its_csrf_token_is_refused(client):
     browser = signed_in(client)
     for path, data in (("/app/inbox/anything/relay", {}), ("/app/lang", {"lang": "en"}),
-                       ("/app/interests", {"share": "all"}), ("/app/sign-out", {})):
+                       ("/app/interests", {"share": "all"}), ("/app/sign-out", {}),
+                       ("/app/contacts", {"q": "camille"})):
         assert browser.post(path, data=data).status_code == 403, path
         assert browser.post(path, data={**data, "csrf": "forged"}).status_code == 403, path
     # with the token, the same request goes through (here: an unknown suggestion)
@@ -142,9 +143,12 @@ CSV = ("First Name,Last Name,E-mail Address,Categories\n"
        "Sans,Adresse,pas-une-adresse,transport\n")
 
 
-def contact_ids(browser: Browser) -> dict[str, str]:
-    page = browser.get("/app/contacts").text
+def contact_ids_in(page: str) -> dict[str, str]:
     return {name: cid for cid, name in re.findall(r'href="/app/contacts/([0-9a-f]{32})">([^<]+)</a>', page)}
+
+
+def contact_ids(browser: Browser) -> dict[str, str]:
+    return contact_ids_in(browser.get("/app/contacts").text)
 
 
 def test_import_edit_consent_tag_export_delete(client):
@@ -177,11 +181,13 @@ def test_import_edit_consent_tag_export_delete(client):
                                                           "kind": "tag", "action": "add"}, from_page="/app/contacts")
     assert tagged.status_code == 303
     assert browser.get("/app/contacts").text.count("#quartier") == 2
-    confirmed = browser.get("/app/contacts", params={"consent": "confirmed"}).text
+    confirmed = browser.post_form("/app/contacts", {"consent": "confirmed"}, from_page="/app/contacts").text
     assert "Camille Durand-Roy" in confirmed and "Louis Petit" not in confirmed
-    assert "Louis Petit" in browser.get("/app/contacts", params={"interest": "seniors"}).text
-    assert "Louis Petit" in browser.get("/app/contacts", params={"q": "lou"}).text
-    wrong = browser.get("/app/contacts", params={"consent": "maybe"})
+    assert "Louis Petit" in browser.post_form("/app/contacts", {"interest": "seniors"}, from_page="/app/contacts").text
+    found = browser.post_form("/app/contacts", {"q": "lou"}, from_page="/app/contacts")
+    assert "Louis Petit" in found.text and "Camille" not in found.text
+    assert 'method="get"' not in browser.get("/app/contacts").text, "search words never go in a URL"
+    wrong = browser.post_form("/app/contacts", {"consent": "maybe"}, from_page="/app/contacts")
     assert wrong.status_code == 422 and "consent: one of unknown" in wrong.text
     nothing = browser.post_form("/app/contacts/bulk-tag", {"ids": list(ids.values()), "words": ""},
                                 from_page="/app/contacts")
@@ -245,3 +251,15 @@ def test_interests_and_networks_forms(client):
     assert browser.post_form("/app/networks/mastodon/disconnect", from_page="/app/networks").status_code == 303
     assert "@alice@mastodon.example" not in browser.get("/app/networks").text
     assert browser.post_form("/app/networks/myspace", {"handle": "x"}, from_page="/app/networks").status_code == 422
+
+
+def test_the_next_page_carries_the_filters_by_post(client):
+    browser = signed_in(client)
+    rows = "".join(f"Ami,{i:02d},ami{i:02d}@exemple.fr,education\n" for i in range(60))
+    import_file(browser, "First Name,Last Name,E-mail Address,Categories\n" + rows)
+    first = browser.post_form("/app/contacts", {"q": "ami"}, from_page="/app/contacts").text
+    assert len(contact_ids_in(first)) == 50 and "60 contact(s)" in first
+    cursor = re.search(r'name="cursor" value="([^"]+)"', first).group(1)
+    second = browser.post_form("/app/contacts", {"q": "ami", "cursor": cursor}, from_page="/app/contacts").text
+    assert len(contact_ids_in(second)) == 10 and not set(contact_ids_in(first)) & set(contact_ids_in(second))
+    assert 'name="cursor"' not in second, "the last page has no next page"

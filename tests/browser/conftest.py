@@ -24,8 +24,10 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
          "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium():
+    """Module scope: Playwright's sync API keeps an event loop running in
+    this thread while it lives, which would break every later asyncio test."""
     if not CHROMIUM.exists():
         pytest.fail("Debian's chromium is missing: `make browser` installs it", pytrace=False)
     from playwright.sync_api import sync_playwright

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import ValidationError
 
@@ -33,12 +33,18 @@ def consent_of(value: str | None) -> Consent | None:
 
 
 @router.get("")
-async def list_page(request: Request, q: str | None = Query(default=None, max_length=100),
-                    interest: str | None = Query(default=None, max_length=64),
-                    consent: str | None = Query(default=None, max_length=16),
-                    cursor: str | None = Query(default=None, max_length=500),
-                    vol: Volunteer = Depends(web_volunteer)):
-    return await listing(request, vol, q, interest, consent, cursor)
+async def list_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
+    return await listing(request, vol)
+
+
+@router.post("")
+async def search(request: Request, vol: Volunteer = Depends(web_volunteer)):
+    """Search and filters come by POST: words of a name or an address must
+    not sit in a URL (history, logs, a shared link)."""
+    form = await request.form()
+    q, interest, consent, cursor = (str(form.get(k) or "")[:limit] for k, limit in
+                                    (("q", 100), ("interest", 64), ("consent", 16), ("cursor", 500)))
+    return await listing(request, vol, q or None, interest or None, consent or None, cursor or None)
 
 
 async def listing(request: Request, vol: Volunteer, q: str | None = None, interest: str | None = None,
@@ -46,7 +52,7 @@ async def listing(request: Request, vol: Volunteer, q: str | None = None, intere
     page = await book_api.list_contacts(request, q or None, interest or None, None, consent_of(consent), None,
                                         cursor, 50, vol)
     taxonomy = await book_api.list_taxonomy(request, vol)
-    return render(request, "contacts.html", status_code, page=page, taxonomy=taxonomy, labels=await language_labels(request),
+    return render(request, "book.html", status_code, page=page, taxonomy=taxonomy, labels=await language_labels(request),
                   q=q or "", interest=interest or "", consent=consent or "", consents=CONSENTS, **extra)
 
 
