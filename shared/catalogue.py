@@ -204,7 +204,7 @@ MESSAGE_WITHDRAWN = SubjectSpec(
     stream=FEED_STREAM,
     model=events.MessageWithdrawn,
     producer=FEED,
-    consumers=(MATCHER, CONTACTS, DISPATCH_EMAIL),
+    consumers=(MATCHER, CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, DISPATCH_BLUESKY, DISPATCH_X),
     description="A message was withdrawn or expired: drop its suggestions and pending jobs.",
 )
 TAXONOMY_PUBLISHED = SubjectSpec(

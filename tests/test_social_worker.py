@@ -19,10 +19,12 @@ from shared.catalogue import (
     BLUESKY_JOB,
     CONTACTS,
     DISPATCH_RESULTS_STREAM,
+    FEED,
     MASTODON_JOB,
+    MESSAGE_WITHDRAWN,
     X_JOB,
 )
-from shared.events import Channel, DeliveryStatus, DispatchResult, SocialPostJob
+from shared.events import Channel, DeliveryStatus, DispatchResult, MessageWithdrawn, SocialPostJob
 from shared.sealed import TransitSealer
 from shared.settings import CommonSettings
 from tests.fake_social import FakeSocial, Served
@@ -143,3 +145,16 @@ async def test_a_network_down_for_good_fails_after_max_deliver(nats_url, fake):
         (result,) = await results(nats_url, "x", 1)
     assert (result.status, result.reason) == (DeliveryStatus.failed, "http 503")
     assert fake.calls == ["x.tweets", "x.tweets"]
+
+
+async def test_a_job_of_a_withdrawn_message_is_dropped_not_posted(nats_url, fake):
+    feed = Bus(FEED, nats_url)
+    await feed.connect()
+    await feed.publish(MESSAGE_WITHDRAWN, MessageWithdrawn(message_id="m-1"), msg_id="m-1:withdrawn")
+    await feed.stop()
+    async with running("mastodon", nats_url, fake) as contacts:
+        j = job(1, MASTODON(fake))  # queued before the dispatcher heard of the withdrawal
+        await contacts.publish(MASTODON_JOB, j, msg_id=j.job_id)
+        (result,) = await results(nats_url, "mastodon", 1)
+    assert (result.status, result.reason) == (DeliveryStatus.failed, "withdrawn")
+    assert fake.statuses == [] and fake.calls == []

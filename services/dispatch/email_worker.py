@@ -28,8 +28,9 @@ from services.dispatch.ledger import Ledger, open_ledger
 from services.dispatch.settings import EmailDispatchSettings
 from services.dispatch.own_smtp import OwnAccounts, UnreadableAccount
 from services.dispatch.smtp import SmtpPool
+from services.dispatch.withdrawals import WithdrawnMessages
 from shared.bus import Bus, Replay, redelivery_delay
-from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, MESSAGE_WITHDRAWN, SUPPRESSION_ADDED
+from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, SUPPRESSION_ADDED
 from shared.events import Channel, DeadLetter, DeliveryStatus, DispatchResult, EmailJob, Suppressed
 from shared.sealed import TransitSealer
 
@@ -62,15 +63,6 @@ class SuppressionList:
 
     def __contains__(self, address_hash: str) -> bool:
         return address_hash in self.hashes
-
-
-class WithdrawnMessages:
-    """Messages staff withdrew: their pending jobs are dropped, not sent."""
-
-    def __init__(self, bus: Bus) -> None:
-        self.ids: set[str] = set()
-        self.replay = Replay(bus, MESSAGE_WITHDRAWN, lambda e: self.ids.add(e.message_id),
-                             describe=lambda: f"{len(self.ids)} withdrawn messages")
 
 
 def signer_of(settings: EmailDispatchSettings) -> DkimSigner | None:
@@ -157,9 +149,8 @@ class EmailDispatcher:
 
     async def handle(self, job: EmailJob, msg) -> None:
         await self.suppressed.replay.caught_up.wait()
-        await self.withdrawn.replay.caught_up.wait()
         for skip, applies in (("suppressed", job.recipient_hash in self.suppressed),
-                              ("withdrawn", job.message_id in self.withdrawn.ids)):
+                              ("withdrawn", await self.withdrawn.contains(job.message_id))):
             if applies:
                 EMAILS.labels(skip).inc()
                 await self.report(job, DeliveryStatus.failed, skip)

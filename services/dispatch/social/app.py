@@ -19,11 +19,13 @@ def create_social_app(channel: str, settings: SocialDispatchSettings | None = No
     settings = settings or network.settings()
     bus = Bus.for_service(settings)
     http = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False)
-    SocialDispatcher(bus, settings, network.poster(http, settings), network.jobs, network.results)
+    dispatcher = SocialDispatcher(bus, settings, network.poster(http, settings), network.jobs, network.results)
     return create_service_app(
         settings=settings,
         bus=bus,
         title=f"Maillage dispatch: {channel}",
         description=network.description,
+        checks={"withdrawals": dispatcher.withdrawn.replay.ready},
+        on_start=[dispatcher.withdrawn.replay.prepare],
         on_stop=[http.aclose],
     )

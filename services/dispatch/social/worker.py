@@ -7,6 +7,7 @@ Every network runs the same loop; only the adapter differs:
   of being tried (JetStream redelivers it then);
 - a transient failure (429, 5xx, network) is nacked with that delay or
   with exponential backoff, until ``max_deliver``; then it fails;
+- a job of a withdrawn message is dropped, reported ``withdrawn``;
 - a revoked token is a permanent failure with reason ``token_revoked``:
   contacts shows it to the volunteer, who reconnects the account.
 Nothing here logs or reports the credentials, nor the post's URL."""
@@ -22,6 +23,7 @@ from prometheus_client import Counter
 
 from services.dispatch.social.domain import Outcome, Throttle, Verdict, Window
 from services.dispatch.social.settings import SocialDispatchSettings
+from services.dispatch.withdrawals import WithdrawnMessages
 from shared.bus import Bus, redelivery_delay
 from shared.catalogue import SubjectSpec
 from shared.events import Channel, DeliveryStatus, DispatchResult, SocialPostJob
@@ -51,6 +53,7 @@ class SocialDispatcher:
         self.max_deliver = settings.max_deliver
         self.sealer = TransitSealer.from_secret(settings.credentials_key)
         self.throttle = Throttle(settings.rate_reserve)
+        self.withdrawn = WithdrawnMessages(bus)
 
         @bus.subscriber(jobs, durable=f"dispatch-{self.network.value}", max_deliver=settings.max_deliver,
                         ack_wait=max(60.0, 3 * settings.http_timeout), batch_size=8)
@@ -65,6 +68,8 @@ class SocialDispatcher:
     async def handle(self, job: SocialPostJob, msg) -> None:
         attempt = msg.raw_message.metadata.num_delivered or 1
         account = job.volunteer_id
+        if await self.withdrawn.contains(job.message_id):
+            return await self.finish(job, Outcome(Verdict.failed, "withdrawn"))
         try:
             creds = self.sealer.open(job.job_id, job.credentials)
         except SealError:
