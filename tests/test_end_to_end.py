@@ -74,7 +74,11 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
         assert inbox[0]["matched_interests"] == ["education"]
         assert inbox[0]["audience_size"] == 2  # Camille and Inès: confirmed, education
 
-        relay = http.post(f"{cfg.url('contacts')}/inbox/{inbox[0]['suggestion_id']}/relay", headers=alice)
+        too_long = http.post(f"{cfg.url('contacts')}/inbox/{inbox[0]['suggestion_id']}/relay", headers=alice,
+                             json={"note": "x" * 2001})
+        assert too_long.status_code == 422 and too_long.json()["detail"][0]["loc"] == ["body", "note"]
+        relay = http.post(f"{cfg.url('contacts')}/inbox/{inbox[0]['suggestion_id']}/relay", headers=alice,
+                          json={"note": "Ça me tient à cœur, viens si tu peux !"})
         assert relay.status_code == 200, relay.text
         assert relay.json()["channels"]["email"]["queued"] == 2
 
@@ -88,6 +92,7 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
         assert mail["Subject"] == "Réunion sur nos écoles"
         body = mail.get_body(("plain",)).get_content()  # the text alternative
         assert "Bonjour Camille," in body and "Rendez-vous le 12 décembre à 19 h." in body
+        assert "Ça me tient à cœur, viens si tu peux !" in body  # the volunteer's own words
         assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsubscribe_url = mail["List-Unsubscribe"].strip("<>")
         assert unsubscribe_url.startswith(f"{cfg.url('contacts')}/u/")

@@ -365,6 +365,7 @@ def example_body(method: str, path: str, ids: dict[str, Any]) -> dict[str, Any]:
                                                    "kind": "interest"}},
         ("PUT", "/contacts/{contact_id}/consent/email"): {"json": {"state": "withdrawn"}},
         ("POST", "/contacts/{contact_id}/invite"): {"json": {}},
+        ("POST", "/inbox/{suggestion_id}/relay"): {"json": {"note": "À bientôt !"}},
         ("POST", "/imports"): {"files": {"file": ("contacts.csv", SMALL_CSV, "text/csv")}},
         ("POST", "/u/{token}"): {"data": {"List-Unsubscribe": "One-Click"}},
         ("POST", "/consent/{token}"): {"data": {"answer": "yes"}},

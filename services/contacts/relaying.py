@@ -42,7 +42,8 @@ def history_of(session: Session, blind: str, message_id: str, relay_id: str, sin
 
 
 def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessage, relay_id: str, *,
-               public_url: str, links: LinkSigner, cap: int, window: timedelta) -> RelayPlan:
+               public_url: str, links: LinkSigner, cap: int, window: timedelta,
+               note: str | None = None) -> RelayPlan:
     """Reserve each recipient in the ledger and build their job. The ledger
     row is the lock: of two volunteers relaying to the same person at the
     same moment, one insert wins and the other skips them."""
@@ -70,7 +71,7 @@ def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessag
             job_id=jid, relay_id=relay_id, message_id=msg.message_id, volunteer_id=vol.id,
             sender_name=vol.display_name, reply_to=vol.email, recipient_name=data["name"],
             recipient_email=address, recipient_hash=blind, subject=msg.email_subject,
-            body_text=msg.email_body, unsubscribe_url=f"{public_url}/u/{token}",
+            body_text=msg.email_body, unsubscribe_url=f"{public_url}/u/{token}", note=note,
         ))
     plan.skipped = dict(skipped)
     return plan

@@ -6,7 +6,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
@@ -81,14 +81,24 @@ async def inbox(request: Request, vol: Volunteer = Depends(current_volunteer)) -
     return await in_session(request.app.state.engine, load)
 
 
+class RelayRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    note: str | None = Field(
+        default=None, max_length=2000,
+        description="a few words of your own, placed above the message in every email (plain text)")
+
+
 @router.post("/inbox/{suggestion_id}/relay", summary="Relay this message to all my networks, in one click",
              response_model_exclude_none=True)
-async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(current_volunteer)) -> RelayOut:
+async def relay(suggestion_id: str, request: Request, body: RelayRequest | None = None,
+                vol: Volunteer = Depends(current_volunteer)) -> RelayOut:
     """Queues one personal email per confirmed contact the message fits,
     except people who opted out, who already got this message from another
     volunteer, or who reached the campaign's per-person cap; one post on each
     social account the volunteer connected; and prefilled share links for
-    the networks without an open API. The same click twice is the same
+    the networks without an open API. An optional ``note`` greets every
+    contact in the volunteer's own words. The same click twice is the same
     relay: nothing is sent twice."""
     bus, cfg, k = request.app.state.bus, settings(request), keys(request)
     rid = domain.relay_id(suggestion_id)
@@ -109,7 +119,8 @@ async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(c
         if insert_or_get(session, row, Relay, rid) is not row and not stalled(session, rid):
             return message_id, None  # another click is relaying it: wait for it below
         return message_id, plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
-                                      cap=cfg.recipient_cap, window=timedelta(days=cfg.recipient_cap_days))
+                                      cap=cfg.recipient_cap, window=timedelta(days=cfg.recipient_cap_days),
+                                      note=body.note or None if body else None)
 
     def prepare_all(session: Session, book: Book) -> tuple[str, RelayPlan | None, list]:
         message_id, plan = prepare(session, book)
