@@ -91,7 +91,13 @@ def normalize_phone(s: str, default_region: str = "FR") -> str:
             phonenumbers.ValidationResult.INVALID_LENGTH: "wrong length",
         }.get(reason, "impossible number")
         raise ValueError(f"{text!r} is not a possible phone number ({why})")
-    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    # Leading zeros the E.164 form cannot carry ("000000" in Germany) make a
+    # number that reads back as another one: refuse it rather than store a
+    # number that changes each time it is normalized.
+    if phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.E164) != e164:
+        raise ValueError(f"{text!r} is not a possible phone number (its leading zeros do not survive E.164)")
+    return e164
 
 
 def _ascii_fold(s: str) -> str:
