@@ -145,6 +145,7 @@ def test_publish_sign_in_import_relay_and_the_email_arrives(stack, chromium, sho
     assert vol.evaluate("() => document.activeElement.className") == "skip", "the first Tab reaches the skip link"
     vol.get_by_text("Voir ce qui partira, canal par canal").click()
     check_and_shoot(vol, shots, "app-inbox")
+    vol.get_by_label("Un mot de vous (facultatif), en tête de chaque courriel").fill("Viens, c'est important !")
     vol.get_by_role("button", name="Relayer sur tous mes réseaux").focus()
     vol.keyboard.press("Enter")
     vol.wait_for_url("**/app/relays/*")
@@ -168,6 +169,7 @@ def test_publish_sign_in_import_relay_and_the_email_arrives(stack, chromium, sho
     assert mail["From"].addresses[0].display_name == "Alice Martin"
     assert mail["Reply-To"].addresses[0].addr_spec == "alice@benevoles.example"
     assert mail["Subject"] == "Réunion publique sur nos écoles"
+    assert "Viens, c'est important !" in mail.get_body(("plain",)).get_content()  # the volunteer's note
     assert not mail_to(cfg.var / "mail", "louis.petit@exemple.fr"), "Louis did not consent and is not interested"
 
     vol.reload()

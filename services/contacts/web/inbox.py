@@ -3,8 +3,9 @@ carry, one button to relay it everywhere, then what became of it."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, HTTPException, Request, status
 from fastapi.responses import RedirectResponse
+from pydantic import ValidationError
 from sqlmodel import Session, select
 
 from services.contacts.api import inbox as inbox_api
@@ -44,9 +45,15 @@ async def inbox_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
 
 @router.post("/inbox/{suggestion_id}/relay")
 async def relay(suggestion_id: str, request: Request, vol: Volunteer = Depends(web_volunteer)):
-    """A refusal (withdrawn message, NATS down: "click again") becomes the
-    error page, which names it."""
-    done = await inbox_api.relay(suggestion_id, request, vol)
+    """A refusal (withdrawn message, NATS down: "click again", a note too
+    long) becomes the error page, which names it."""
+    form = await request.form()
+    try:
+        body = inbox_api.RelayRequest(note=form.get("note") or None)
+    except ValidationError as exc:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_ENTITY,
+                            detail=f"note: {exc.errors()[0]['msg']}") from None
+    done = await inbox_api.relay(suggestion_id, request, body=body, vol=vol)
     # Post/redirect/get: reloading the result page relays nothing again.
     return RedirectResponse(f"{site_of(request).prefix}/relays/{done.relay_id}", status_code=303)
 
