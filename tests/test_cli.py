@@ -6,6 +6,8 @@ sink; errors name the field; --help teaches."""
 
 from __future__ import annotations
 
+import email
+import email.policy
 import os
 import re
 import subprocess
@@ -127,12 +129,15 @@ def test_staff_publish_and_a_volunteer_relays_from_the_command_line(stack, tmp_p
                  timeout=30, what="the suggestion")
     assert "fits 1 of your contacts: education — to relay" in inbox
     suggestion_id = inbox.split()[0]
-    relayed = run_cli("relay", "send", suggestion_id, "--wait", "--timeout", "30", env=bob)
+    relayed = run_cli("relay", "send", suggestion_id, "--note", "Viens si tu peux !", "--wait", "--timeout", "30",
+                      env=bob)
     assert relayed.returncode == 0, relayed.stderr
     assert re.search(r"email\s+done: 1 queued, 1 delivered, 0 failed", relayed.stdout), relayed.stdout
     assert re.search(r"facebook\s+share: https://www\.facebook\.com/sharer/", relayed.stdout)
     mails = list((cfg.var / "mail").glob("*.eml"))
     assert len(mails) == 1 and "ines.moreau@exemple.fr" in mails[0].read_text(errors="replace")
+    received = email.message_from_bytes(mails[0].read_bytes(), policy=email.policy.default)
+    assert "Viens si tu peux !" in received.get_body(("plain",)).get_content()
     relay_id = relayed.stdout.split()[1]
     assert "email     done" in run_cli("relay", "status", relay_id, env=bob).stdout
 

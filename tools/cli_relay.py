@@ -13,6 +13,7 @@ EPILOG = """examples:
   maillage relay inbox                      # the suggestions, newest first, with their ids
   maillage relay send 3f9c…                 # relay one to all your networks (emails, posts, share links)
   maillage relay send 3f9c… --wait          # … and wait until every email is sent
+  maillage relay send 3f9c… --note "Viens si tu peux !"   # your own words above the message
   maillage relay status 7a1e…               # what became of a relay
 
 A relay sends a personal email to each of your contacts who agreed and
@@ -55,7 +56,8 @@ def follow(http, relay: dict, seconds: float) -> dict:
 
 def send(args) -> None:
     with volunteer_client(args) as http:
-        relay = expect(http.post(f"/inbox/{args.suggestion_id}/relay"), 200)
+        relay = expect(http.post(f"/inbox/{args.suggestion_id}/relay",
+                                 json={"note": args.note} if args.note else None), 200)
         print_relay(follow(http, relay, args.timeout) if args.wait else relay)
 
 
@@ -76,6 +78,7 @@ def add_parser(areas) -> None:
                              description="Relay a suggestion: emails, posts, and the share links to open.",
                              epilog="The suggestion id is the first column of `maillage relay inbox`.")
     snd.add_argument("suggestion_id")
+    snd.add_argument("--note", help="a few words of your own, above the message in every email (≤ 2000 characters)")
     snd.add_argument("--wait", action="store_true", help="wait until every email and post is done")
     snd.add_argument("--timeout", type=float, default=120.0, help="seconds --wait waits at most (default 120)")
     snd.set_defaults(run=send)
