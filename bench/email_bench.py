@@ -13,6 +13,12 @@ first and last; it parses nothing). Then, in the same run:
    are published as contacts publishes them; the clock runs from the first
    publish to the sink's receipt of the N-th email.
 
+3. floor: the JetStream share of a dispatcher's work alone, by raw nats-py
+   in this process: pull the N jobs (batches of 256), ack each, publish one
+   small result each with ``publish_async``; no parsing, no SMTP. Its CPU
+   per job plus the raw loop's CPU per email is what any dispatcher in
+   Python spends at least, which bounds the ratio on a small machine.
+
 Prints both rates and their ratio. ``--recipients`` (or BENCH_EMAILS) sets N,
 ``--pool`` the connections (dispatcher's ``SMTP_POOL_SIZE``).
 """
@@ -30,9 +36,10 @@ from pathlib import Path
 
 import aiosmtplib
 import httpx
+import nats
 
 from shared.bus import Bus
-from shared.catalogue import CONTACTS, EMAIL_JOB
+from shared.catalogue import CONTACTS, DISPATCH_JOBS_STREAM, EMAIL_JOB, EMAIL_RESULT
 from shared.events import EmailJob
 from tools.stack import free_port, nats_server_binary, wait_for_port
 
@@ -185,6 +192,31 @@ async def end_to_end(sink: Sink, nats_url: str, n: int, pool: int, tmp: Path,
         log.close()
 
 
+async def jetstream_floor(nats_url: str, n: int) -> tuple[float, float]:
+    """(jobs/s, CPU ms per job) of pulling, acking and answering N jobs with
+    raw nats-py: the JetStream work no dispatcher can skip."""
+    contacts = Bus(CONTACTS, nats_url)
+    await contacts.connect()
+    await contacts.publish_many(EMAIL_JOB, ((j, (), j.job_id) for j in jobs(n, "floor")))
+    await contacts.stop()
+    nc = await nats.connect(nats_url)
+    js = nc.jetstream()
+    # a work-queue stream takes one consumer per subject: the dispatcher's goes
+    await js.delete_consumer(DISPATCH_JOBS_STREAM.name, "dispatch-email")
+    sub = await js.pull_subscribe(EMAIL_JOB.pattern, durable="bench-floor", stream=DISPATCH_JOBS_STREAM.name)
+    result = b'{"job_id":"x","status":"delivered"}'
+    started, cpu_before, done, acks = time.perf_counter(), time.process_time(), 0, []
+    while done < n:
+        for msg in await sub.fetch(256, timeout=5):
+            await msg.ack()
+            acks.append(await js.publish_async(EMAIL_RESULT.pattern, result, headers={"Nats-Msg-Id": f"r{done}"}))
+            done += 1
+    await asyncio.gather(*acks)
+    took, cpu = time.perf_counter() - started, time.process_time() - cpu_before
+    await nc.close()
+    return n / took, 1000 * cpu / n
+
+
 async def run(n: int, pool: int, tmp: Path) -> None:
     nats_port, smtp_port = free_port(), free_port()
     server = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(nats_port), "-js",
@@ -195,6 +227,7 @@ async def run(n: int, pool: int, tmp: Path) -> None:
         sink = Sink(smtp_port)
         raw, raw_busy = await raw_loop(sink, n, pool)
         e2e, published, busy = await end_to_end(sink, f"nats://127.0.0.1:{nats_port}", n, pool, tmp, server.pid)
+        floor_rate, floor_ms = await jetstream_floor(f"nats://127.0.0.1:{nats_port}", n)
     finally:
         if sink:
             sink.stop()
@@ -206,6 +239,11 @@ async def run(n: int, pool: int, tmp: Path) -> None:
     print(f"  dispatcher end to end:          {e2e:8,.0f} emails/s  (jobs published in {published:.2f} s)")
     print("    CPU meanwhile, share of one core: " + ", ".join(f"{k} {v:.0%}" for k, v in busy.items()))
     print(f"  ratio:                          {e2e / raw:8.2f}")
+    smtp_ms = 1000 * raw_busy["client"] / raw
+    print(f"  floor, JetStream alone (raw nats-py pull + ack + result): {floor_rate:,.0f} jobs/s, "
+          f"{floor_ms:.2f} ms CPU a job")
+    print(f"  per email, at least: {smtp_ms:.2f} ms SMTP client + {floor_ms:.2f} ms JetStream = "
+          f"{smtp_ms + floor_ms:.2f} ms CPU; the dispatcher spent {1000 * busy['dispatcher'] / e2e:.2f} ms")
 
 
 def main(argv: list[str] | None = None) -> None:
