@@ -325,6 +325,9 @@ def test_reach_is_k_anonymous_and_events_count_once(feed: TestClient, nats_url: 
                       "reached": shown(7)},
         "transport": {"volunteers_suggested": hidden, "audience": hidden, "relays": hidden, "reached": hidden},
     }
+    timeline = feed.get(f"/messages/{mid}/reach/timeline", headers=ADMIN).json()
+    assert [p["reached"] for p in timeline["channels"]["email"]] == [5]  # 7 delivered: one step of k
+    assert timeline["channels"]["bluesky"] == []
     # Untargeted: Corse (one volunteer) is not even a row.
     assert reach["by_region"] == {"Bretagne": {"volunteers_suggested": shown(6), "audience": shown(18),
                                                "relays": shown(5), "reached": shown(7)}}

@@ -24,6 +24,7 @@ from services.feed.domain import (
     message_problems,
     next_state,
     reach_report,
+    reach_timeline,
     role_allows,
     schedule_problems,
     suppress_group,
@@ -270,3 +271,18 @@ def test_reach_report_never_lists_what_the_message_did_not_target():
     for f in figures(data):
         assert f["value"] is None or f["value"] >= 5, f
         assert f["suppressed"] == (f["value"] is None)
+
+
+def test_the_reach_timeline_moves_by_k_at_least_so_no_step_is_one_person():
+    t0 = datetime(2026, 11, 24, 9, tzinfo=timezone.utc)
+    delivered = [(t0 + timedelta(minutes=i), "email") for i in range(12)] + \
+                [(t0 + timedelta(minutes=i), "bluesky") for i in range(3)]
+    timeline = reach_timeline("m1", delivered, 5, ["email", "bluesky", "x"]).model_dump()
+    assert [(p["at"], p["reached"]) for p in timeline["channels"]["email"]] == \
+           [(t0 + timedelta(minutes=4), 5), (t0 + timedelta(minutes=9), 10)]
+    assert timeline["channels"]["bluesky"] == [] and timeline["channels"]["x"] == []
+    # a long campaign is drawn in at most max_points coarser steps
+    many = [(t0 + timedelta(seconds=i), "email") for i in range(10_000)]
+    points = reach_timeline("m1", many, 5, ["email"], max_points=60).channels["email"]
+    assert len(points) <= 60 and points[-1].reached >= 10_000 - 167
+    assert all(b.reached - a.reached >= 5 for a, b in zip(points, points[1:]))

@@ -378,3 +378,33 @@ def _slices(rows: set[str], counts: Mapping[str, Mapping[str, int]], k: int) -> 
     empty = {"volunteers_suggested": 0, "audience": 0, "relays": 0, "reached": 0}
     return {row: SliceReach(**{name: cell(n, k) for name, n in counts.get(row, empty).items()})
             for row in sorted(rows)}
+
+
+class TimelinePoint(BaseModel):
+    at: datetime
+    reached: int
+
+
+class Timeline(BaseModel):
+    """Recipients reached over time, per channel, cumulative. A point is
+    shown only once the count grew by at least ``k`` since the previous one,
+    so no difference between two points can be a single person, nor tell
+    when one contact got the message."""
+
+    message_id: str
+    k: int
+    channels: dict[str, list[TimelinePoint]]
+
+
+def reach_timeline(message_id: str, delivered: Iterable[tuple[datetime, str]], k: int,
+                   channels: Iterable[str], max_points: int = 60) -> Timeline:
+    """``delivered``: (when, channel) of each delivered job, in time order."""
+    times: dict[str, list[datetime]] = {ch: [] for ch in channels}
+    for at, channel in delivered:
+        if channel in times:
+            times[channel].append(at)
+    series = {}
+    for channel, ats in times.items():
+        step = max(k, -(-len(ats) // max_points))  # coarser steps keep a long campaign to max_points
+        series[channel] = [TimelinePoint(at=ats[n - 1], reached=n) for n in range(step, len(ats) + 1, step)]
+    return Timeline(message_id=message_id, k=k, channels=series)

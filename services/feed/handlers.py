@@ -59,6 +59,7 @@ def register(bus: Bus, engine: Engine) -> None:
                 channel=event.channel.value,
                 status=event.status.value,
                 reason=event.reason,
+                at=event.occurred_at,
             )
         )
 

@@ -152,6 +152,7 @@ class DeliveryFact(FeedTable, table=True):
     channel: str
     status: str
     reason: str | None = Field(default=None, max_length=200)
+    at: datetime | None = Field(default=None, description="when the dispatcher reported it (the reach timeline)")
 
 
 # -- schema ---------------------------------------------------------------------------------------
@@ -253,6 +254,16 @@ def reach_counts(session: Session, message_id: str) -> dict:
         "by_interest": _breakdown(session, message_id, SuggestionInterest.interest),
         "by_region": _breakdown(session, message_id, SuggestionRegion.region),
     }
+
+
+def delivered_times(session: Session, message_id: str) -> list[tuple[datetime, str]]:
+    """(when, channel) of every delivered job of a message, oldest first."""
+    return [(at, channel) for at, channel in session.exec(
+        select(DeliveryFact.at, DeliveryFact.channel)
+        .where(DeliveryFact.message_id == message_id, DeliveryFact.status == "delivered",
+               DeliveryFact.at.is_not(None))
+        .order_by(DeliveryFact.at)
+    ).all()]
 
 
 def _breakdown(session: Session, message_id: str, key) -> dict[str, dict[str, int]]:

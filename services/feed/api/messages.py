@@ -34,14 +34,16 @@ from services.feed.domain import (
     Reach,
     Role,
     State,
+    Timeline,
     TransitionError,
     message_problems,
     next_state,
     reach_report,
+    reach_timeline,
     role_allows,
 )
 from services.feed.publishing import NotFound, Refused, Unavailable, audit_row, move, publish, withdraw
-from services.feed.store import Message, current_taxonomy, message_stats, reach_counts
+from services.feed.store import Message, current_taxonomy, delivered_times, message_stats, reach_counts
 from shared.db import in_session
 from shared.events import Channel, Variants, new_id, utcnow
 
@@ -296,6 +298,22 @@ async def get_reach(message_id: str, request: Request,
         raise not_found("message")
     return reach_report(m.id, m.interests, counts, settings(request).k_anonymity, [c.value for c in Channel],
                         regions=m.regions)
+
+
+@router.get("/{message_id}/reach/timeline", summary="Recipients reached over time, per channel, k-anonymous")
+async def get_reach_timeline(message_id: str, request: Request,
+                             actor: Actor = Depends(require_role(Role.editor))) -> Timeline:
+    """Cumulative recipients reached per channel: a point each time a
+    channel's count grew by k (or more, to keep at most 60 points)."""
+
+    def load(session: Session):
+        m = session.get(Message, message_id)
+        return (m, delivered_times(session, message_id)) if m else (None, None)
+
+    m, delivered = await in_session(engine(request), load)
+    if m is None:
+        raise not_found("message")
+    return reach_timeline(m.id, delivered, settings(request).k_anonymity, [c.value for c in Channel])
 
 
 @router.post("/{message_id}/approve", summary="Approve a draft (publisher)")

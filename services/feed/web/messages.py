@@ -75,7 +75,9 @@ async def save(request: Request, actor: Actor = Depends(web_actor)):
 async def message_page(request: Request, message_id: str, actor: Actor = Depends(web_actor)):
     message = await api.get_message(message_id, request, actor)
     reach = await api.get_reach(message_id, request, actor)
-    return render(request, "message.html", m=message, reach=reach.model_dump(mode="json"), actor=actor,
+    timeline = await api.get_reach_timeline(message_id, request, actor)
+    return render(request, "message.html", m=message, reach=reach.model_dump(mode="json"),
+                  timeline=timeline.model_dump(mode="json"), actor=actor,
                   can_publish=role_allows(actor.role, Role.publisher), State=State)
 
 

@@ -109,6 +109,14 @@
     barChart(document.getElementById("chart-region"), document.getElementById("legend-region"), reach.by_region);
   }
 
+  // The past, from GET /messages/{id}/reach/timeline: a point each time a
+  // channel grew by k; channels without one yet stay "< k" (null).
+  const timeline = JSON.parse(box.dataset.timeline).channels;
+  const latest = Object.fromEntries(Object.keys(timeline).map((channel) => [channel, null]));
+  Object.entries(timeline)
+    .flatMap(([channel, points]) => points.map((p) => ({ channel, at: Date.parse(p.at) / 1000, reached: p.reached })))
+    .sort((a, b) => a.at - b.at)
+    .forEach((p) => { latest[p.channel] = p.reached; series.push({ at: p.at, reached: { ...latest } }); });
   draw(Date.now() / 1000, JSON.parse(box.dataset.initial));
   const live = document.getElementById("live");
   const source = new EventSource(box.dataset.eventsUrl);
