@@ -39,6 +39,7 @@ FAMILIES = {
         "import.outcome.": ["imported", "merged", "unchanged", "rejected"],
         "networks.field.": sorted({f for model in CREDENTIALS.values() for f in model.model_fields}),
         "networks.problem.": ["token_revoked"],
+        "networks.choice.": ["starttls", "tls", "none"],
         "layout.lang.": list(LANGUAGES),
     },
     "feed": {

@@ -150,9 +150,11 @@ def processes(cfg: StackConfig) -> list[Proc]:
             "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": cfg.from_address,
             "MAILLAGE_DISPATCH_EMAIL_LEDGER_URL": f"sqlite:///{var}/dispatch-email-ledger.db",
             "MAILLAGE_DISPATCH_EMAIL_BOUNCE_TOKEN": cfg.bounce_token,
+            # opens the volunteers' own SMTP accounts contacts seals into jobs
+            "MAILLAGE_DISPATCH_EMAIL_CREDENTIALS_KEY": dev_keys(var)["MAILLAGE_CONTACTS_CREDENTIALS_KEY"],
         }, f"{cfg.url('dispatch_email')}/readyz"),
     ]
-    # The social dispatchers open what contacts seals with the same key.
+    # The social dispatchers open what contacts seals with the same key too.
     sealing = dev_keys(var)["MAILLAGE_CONTACTS_CREDENTIALS_KEY"]
     for network in ("mastodon", "bluesky", "x"):
         prefix = f"MAILLAGE_DISPATCH_{network.upper()}_"

@@ -1,7 +1,11 @@
-"""The social accounts a volunteer connects, kept like their contacts:
+"""The accounts a volunteer connects, kept like their contacts:
 credentials and handle sealed with the volunteer's data key, opened only
 to seal them again into a dispatch job (``shared.sealed``) when the
-volunteer relays. Nothing here returns or logs a secret."""
+volunteer relays. Nothing here returns or logs a secret.
+
+Mastodon, Bluesky and X are social accounts: a relay posts on each. The
+email identity (network "email") is their own SMTP account: not a channel
+of its own, it changes how the email channel is sent (``relaying``)."""
 
 from __future__ import annotations
 
@@ -24,8 +28,10 @@ from sqlmodel import Session, select
 from services.contacts.book import Book
 from services.contacts.store import NetworkAccount
 from shared.events import Channel, utcnow
+from shared.smtp_identity import SmtpIdentity
 
 SOCIAL = (Channel.mastodon, Channel.bluesky, Channel.x)
+NETWORKS = (*SOCIAL, Channel.email)  # what /me/networks knows: the social accounts and the email identity
 APP_PASSWORD = re.compile(r"[a-z0-9]{4}(-[a-z0-9]{4}){3}")
 Handle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Token = Annotated[SecretStr, Field(min_length=8, max_length=2000)]
@@ -66,8 +72,15 @@ class XCredentials(_Credentials):
     handle: Handle | None = Field(default=None, description="shown back to you, e.g. @alice")
 
 
+class EmailIdentity(_Credentials, SmtpIdentity):
+    """Their own SMTP account: emails go out from their address, through their server."""
+
+    display_name: Handle | None = Field(default=None, description="the name your contacts see; else your name here")
+
+
 CREDENTIALS: dict[Channel, type[_Credentials]] = {
     Channel.mastodon: MastodonCredentials, Channel.bluesky: BlueskyCredentials, Channel.x: XCredentials,
+    Channel.email: EmailIdentity,
 }
 
 
@@ -75,6 +88,8 @@ class NetworkStatus(BaseModel):
     network: Channel
     connected: bool
     handle: str | None = None
+    host: str | None = Field(default=None, description="email identity: the SMTP server")
+    from_address: str | None = Field(default=None, description="email identity: the address emails come from")
     since: datetime | None = None
     problem: str | None = Field(default=None, description="token_revoked: the network refused it, reconnect")
 
@@ -104,9 +119,11 @@ def connect(session: Session, book: Book, network: Channel, creds: _Credentials)
 def status_of(book: Book, row: NetworkAccount | None, network: Channel) -> NetworkStatus:
     if row is None:
         return NetworkStatus(network=network, connected=False)
-    handle = book.cipher.open(_record(network), row.sealed)["handle"]
-    return NetworkStatus(network=network, connected=row.revoked_at is None, handle=handle, since=row.connected_at,
-                         problem="token_revoked" if row.revoked_at else None)
+    opened = book.cipher.open(_record(network), row.sealed)
+    shown = ({"host": opened["credentials"]["host"], "from_address": opened["credentials"]["from_address"]}
+             if network == Channel.email else {})  # never the username or the password
+    return NetworkStatus(network=network, connected=row.revoked_at is None, handle=opened["handle"],
+                         since=row.connected_at, problem="token_revoked" if row.revoked_at else None, **shown)
 
 
 def account(session: Session, volunteer_id: str, network: Channel) -> NetworkAccount | None:
@@ -123,10 +140,19 @@ def disconnect(session: Session, volunteer_id: str, network: Channel) -> bool:
 
 
 def connected_credentials(session: Session, book: Book) -> dict[Channel, dict]:
-    """The working accounts' credentials, in clear, for a relay to seal into jobs."""
+    """The working social accounts' credentials, in clear, for a relay to seal into post jobs."""
     rows = session.exec(select(NetworkAccount).where(NetworkAccount.volunteer_id == book.volunteer_id,
+                                                     NetworkAccount.network.in_([c.value for c in SOCIAL]),
                                                      NetworkAccount.revoked_at.is_(None))).all()
     return {Channel(r.network): book.cipher.open(_record(Channel(r.network)), r.sealed)["credentials"] for r in rows}
+
+
+def email_identity(session: Session, book: Book) -> EmailIdentity | None:
+    """The volunteer's own SMTP account, if connected: their relay's emails go through it."""
+    row = account(session, book.volunteer_id, Channel.email)
+    if row is None or row.revoked_at is not None:
+        return None
+    return EmailIdentity.model_validate(book.cipher.open(_record(Channel.email), row.sealed)["credentials"])
 
 
 def mark_revoked(session: Session, volunteer_id: str, network: Channel, at: datetime | None = None) -> None:

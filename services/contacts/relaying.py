@@ -1,7 +1,10 @@
 """Turning a suggestion into jobs, under the campaign-wide rules: never to
 a suppressed address, never the same message twice to one person (whoever
 relays it), never more than the cap per person per window. All on keyed
-hashes: no rule ever compares addresses."""
+hashes: no rule ever compares addresses.
+
+A volunteer who connected their own SMTP account (``networks``, "email")
+sends through it: each job carries it sealed for that job only."""
 
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
-from services.contacts import domain
+from services.contacts import domain, networks
 from services.contacts.book import Book
 from services.contacts.domain import RecipientHistory, skip_reason
 from services.contacts.store import CampaignMessage, Contact, DeliveryLedger, Relay, SentItem, Suppression, Volunteer
 from shared.events import Channel, EmailJob, utcnow
 from shared.links import LinkSigner
+from shared.sealed import TransitSealer
 
 
 @dataclass
@@ -42,13 +46,17 @@ def history_of(session: Session, blind: str, message_id: str, relay_id: str, sin
 
 
 def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessage, relay_id: str, *,
-               public_url: str, links: LinkSigner, cap: int, window: timedelta,
+               public_url: str, links: LinkSigner, sealer: TransitSealer, cap: int, window: timedelta,
                note: str | None = None) -> RelayPlan:
     """Reserve each recipient in the ledger and build their job. The ledger
     row is the lock: of two volunteers relaying to the same person at the
     same moment, one insert wins and the other skips them."""
     plan, skipped = RelayPlan(), Counter()
     since = utcnow() - window
+    own = networks.email_identity(session, book)
+    # through their own server the email is from their own address, so replies go there too
+    sender_name, reply_to = ((own.display_name or vol.display_name, str(own.from_address)) if own
+                             else (vol.display_name, vol.email))
     for view in domain.relay_recipients(book_ops.views(session, vol.id), msg.interests):
         contact = session.get(Contact, view.contact_id)
         data = book_ops.read_contact(book, contact)
@@ -69,9 +77,10 @@ def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessag
         token = links.sign("unsubscribe", {"v": vol.id, "c": contact.id, "b": blind})
         plan.jobs.append(EmailJob(
             job_id=jid, relay_id=relay_id, message_id=msg.message_id, volunteer_id=vol.id,
-            sender_name=vol.display_name, reply_to=vol.email, recipient_name=data["name"],
+            sender_name=sender_name, reply_to=reply_to, recipient_name=data["name"],
             recipient_email=address, recipient_hash=blind, subject=msg.email_subject,
             body_text=msg.email_body, unsubscribe_url=f"{public_url}/u/{token}", note=note,
+            smtp_account=sealer.seal(jid, own.transit()) if own else None,
         ))
     plan.skipped = dict(skipped)
     return plan

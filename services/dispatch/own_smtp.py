@@ -14,37 +14,23 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+from pydantic import ConfigDict, ValidationError
 
 from services.dispatch.smtp import SmtpAccount, SmtpPool
 from shared.sealed import SealError, TransitSealer
+from shared.smtp_identity import SmtpIdentity
 
 MAX_ACCOUNTS = 256
-LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
 
 class UnreadableAccount(Exception):
     """The sealed account does not open, or is not an SMTP account."""
 
 
-class OwnAccount(BaseModel):
-    """What contacts seals into ``EmailJob.smtp_account``."""
+class OwnAccount(SmtpIdentity):
+    """What contacts seals into ``EmailJob.smtp_account`` (the shared model, frozen: a pool's key)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    host: str = Field(min_length=1, max_length=253)
-    port: int = Field(ge=1, le=65535)
-    security: str = Field(pattern="^(starttls|tls|none)$",
-                          description="none only to this machine's own server: the password goes over it")
-    username: str = Field(min_length=1, max_length=320)
-    password: str = Field(min_length=1, max_length=1000, repr=False)
-    from_address: EmailStr
-
-    @model_validator(mode="after")
-    def _never_in_clear_over_a_network(self) -> "OwnAccount":
-        if self.security == "none" and self.host not in LOOPBACK:
-            raise ValueError("security none is for a server on this machine only")
-        return self
+    model_config = ConfigDict(frozen=True)
 
 
 class OwnAccounts:
@@ -64,10 +50,11 @@ class OwnAccounts:
             raise UnreadableAccount("the sealed account is not a complete SMTP account") from None
 
     async def pool(self, account: OwnAccount) -> SmtpPool:
-        key = (account.host, account.port, account.username, account.password)
+        password = account.password.get_secret_value()
+        key = (account.host, account.port, account.username, password)
         pool = self.pools.pop(key, None)
         if pool is None:
-            pool = SmtpPool(SmtpAccount(account.host, account.port, account.username, account.password,
+            pool = SmtpPool(SmtpAccount(account.host, account.port, account.username, password,
                                         starttls=account.security == "starttls", tls=account.security == "tls",
                                         timeout=self.timeout))
             if len(self.pools) >= MAX_ACCOUNTS:

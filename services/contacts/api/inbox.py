@@ -119,7 +119,8 @@ async def relay(suggestion_id: str, request: Request, body: RelayRequest | None 
         if insert_or_get(session, row, Relay, rid) is not row and not stalled(session, rid):
             return message_id, None  # another click is relaying it: wait for it below
         return message_id, plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
-                                      cap=cfg.recipient_cap, window=timedelta(days=cfg.recipient_cap_days),
+                                      sealer=request.app.state.sealer, cap=cfg.recipient_cap,
+                                      window=timedelta(days=cfg.recipient_cap_days),
                                       note=body.note or None if body else None)
 
     def prepare_all(session: Session, book: Book) -> tuple[str, RelayPlan | None, list]:

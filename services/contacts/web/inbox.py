@@ -10,6 +10,7 @@ from sqlmodel import Session, select
 
 from services.contacts.api import inbox as inbox_api
 from services.contacts.api import networks as networks_api
+from services.contacts.networks import SOCIAL
 from services.contacts.store import CampaignMessage, TaxonomyTerm, Volunteer
 from services.contacts.web.auth import web_volunteer
 from shared.db import in_session
@@ -37,7 +38,8 @@ async def inbox_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
     ids = [e.message_id for e in entries]
     messages = await in_session(request.app.state.engine, lambda s: {
         m.message_id: m for m in s.exec(select(CampaignMessage).where(CampaignMessage.message_id.in_(ids)))})
-    connected = [n for n in await networks_api.list_networks(request, vol) if n.connected]
+    # the post preview names the social accounts a relay posts on (an email identity posts nothing)
+    connected = [n for n in await networks_api.list_networks(request, vol) if n.connected and n.network in SOCIAL]
     posts = {mid: short_post(m.short_text or m.title, m.link) for mid, m in messages.items()}
     return render(request, "inbox.html", entries=entries, messages=messages, posts=posts, connected=connected,
                   labels=await language_labels(request))

@@ -1,12 +1,15 @@
-"""My networks: connect Mastodon, Bluesky, X with what each needs, see
-what is connected (never a secret), disconnect. The forms are built from
-the API's own credential models, so they ask for exactly what it takes."""
+"""My networks: connect Mastodon, Bluesky, X and an email identity (their
+own SMTP account) with what each needs, see what is connected (never a
+secret), disconnect. The forms are built from the API's own credential
+models, so they ask for exactly what it takes."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import RedirectResponse
-from pydantic import SecretStr
+from typing import Literal, get_args, get_origin
+
+from pydantic import EmailStr, SecretStr
 
 from services.contacts.api import networks as networks_api
 from services.contacts.networks import CREDENTIALS
@@ -19,11 +22,20 @@ router = APIRouter(prefix="/app/networks", include_in_schema=False, dependencies
 
 
 def form_fields() -> dict[str, list[dict]]:
-    """Per network: each field's name, whether it is required and secret."""
-    return {channel.value: [{"name": name, "required": info.is_required(),
-                             "secret": SecretStr in _types(info.annotation)}
+    """Per network: each field's name, whether it is required, its input
+    type (a secret is a password field) and, for a choice, its choices."""
+    return {channel.value: [{"name": name, "required": info.is_required(), **_input(info.annotation)}
                             for name, info in model.model_fields.items()]
             for channel, model in CREDENTIALS.items()}
+
+
+def _input(annotation) -> dict:
+    if get_origin(annotation) is Literal:
+        return {"type": "select", "choices": list(get_args(annotation))}
+    types = _types(annotation)
+    # the browser's own checks and keyboards: digits for a port, @ for an address
+    kind = next((k for t, k in ((SecretStr, "password"), (int, "number"), (EmailStr, "email")) if t in types), "text")
+    return {"type": kind}
 
 
 def _types(annotation) -> set:
