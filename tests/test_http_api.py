@@ -1099,7 +1099,8 @@ def test_profile_counts_confirmed_contacts_of_shared_interests(contacts: TestCli
     assert profile["volunteer_id"] == vol_id
     assert profile["audience"] == everything  # housing: no confirmed contact, so absent
     assert set(profile) == {"event_id", "occurred_at", "schema_version", "volunteer_id", "audience",
-                            "regions", "locales"}
+                            "regions", "locales", "auto_relay_interests"}  # the last: hers only, never published
+    assert profile["auto_relay_interests"] == []  # off by default
     # Places count confirmed contacts too (Chloé, not confirmed, is not counted).
     assert (profile["regions"], profile["locales"]) == ({"Auvergne-Rhône-Alpes": 1}, {"fr-FR": 1})
     assert_no_identity(r.text)

@@ -10,6 +10,7 @@ from prometheus_client import Counter
 from services.contacts import handlers, web
 from services.contacts.api import accounts, book, imports, inbox, networks, public
 from services.contacts.api.deps import Keys, contacts_authenticator
+from services.contacts.relay_click import Relayer
 from services.contacts.retention import keep_retention
 from services.contacts.settings import ContactsSettings
 from services.contacts.store import create_schema
@@ -27,7 +28,11 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
     engine = make_engine(settings.database_url)
     bus = Bus.for_service(settings)
-    handlers.register(bus, engine)
+    # the suggestion handler relays without a request (auto-relay): it gets
+    # what the relay endpoint finds in app.state
+    relayer = Relayer(engine, bus, settings, Keys.from_settings(settings),
+                      TransitSealer.from_secret(settings.credentials_key))
+    handlers.register(bus, engine, relayer)
     background: set[asyncio.Task] = set()
 
     async def start_retention() -> None:
@@ -52,8 +57,9 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         on_stop=[stop_background],
     )
     app.add_exception_handler(InvalidLink, public.invalid_link)
-    app.state.keys = Keys.from_settings(settings)
-    app.state.sealer = TransitSealer.from_secret(settings.credentials_key)
+    app.state.relayer = relayer
+    app.state.keys = relayer.keys
+    app.state.sealer = relayer.sealer
     app.state.relays_counter = RELAYS
     app.state.background = background
     web.install(app, settings)

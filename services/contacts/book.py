@@ -287,6 +287,7 @@ def erase_volunteer(session: Session, volunteer_id: str) -> None:
     """Crypto-shred: the key goes first, then every row of the book."""
     vol = session.get(Volunteer, volunteer_id)
     vol.wrapped_key, vol.token_hash = None, None
+    vol.auto_relay_interests = None  # nothing is relayed in the name of an erased volunteer
     vol.key_version = vol.key_version or 0
     session.add(vol)
     ids = select(Contact.id).where(Contact.volunteer_id == volunteer_id)

@@ -1,5 +1,5 @@
-"""Contacts' NATS handlers: keep the campaign's messages, fill inboxes,
-record what became of each job."""
+"""Contacts' NATS handlers: keep the campaign's messages, fill inboxes
+(and auto-relay what the volunteer chose), record what became of each job."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy import delete
 from sqlmodel import Session
 
-from services.contacts import networks
+from services.contacts import auto_relay, networks
+from services.contacts.relay_click import Relayer
 from services.contacts.store import CampaignMessage, InboxItem, SentItem, Suppression, TaxonomyTerm, Volunteer
 from shared.bus import Bus
 from shared.catalogue import (
@@ -45,7 +46,7 @@ SUGGESTIONS_RECEIVED = Counter(
 )
 
 
-def register(bus: Bus, engine: Engine) -> None:
+def register(bus: Bus, engine: Engine, relayer: Relayer) -> None:
     @bus.subscriber(MESSAGE_PUBLISHED, durable="contacts-messages")
     async def keep_message(event: MessagePublished, _msg) -> None:
         def save(session: Session) -> None:
@@ -109,6 +110,10 @@ def register(bus: Bus, engine: Engine) -> None:
             return "stored"
 
         outcome = await in_session(engine, save)
+        if outcome == "stored":
+            # before counting: a retried auto-relay redelivers the suggestion,
+            # which is then counted once
+            await auto_relay.on_suggestion(relayer, event)
         SUGGESTIONS_RECEIVED.labels(outcome).inc()
         if outcome != "stored":
             log.warning("suggestion.dropped", reason=outcome, volunteer_id=event.volunteer_id)

@@ -35,6 +35,9 @@ class Volunteer(ContactsTable, table=True):
     key_version: int | None = None
     wrapped_key: bytes | None = Field(default=None, sa_column=sealed(nullable=True))
     shared_interests: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    # shared interests whose suggestions contacts relays without a click;
+    # null (the default) or empty: every relay stays a click
+    auto_relay_interests: list[str] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -177,6 +180,7 @@ class Relay(ContactsTable, table=True):
     volunteer_id: str = Field(foreign_key="volunteer.id", index=True, max_length=64, ondelete="CASCADE")
     message_id: str = Field(max_length=64)
     emails_queued: int
+    automatic: bool = False  # relayed by the volunteer's auto-relay choice, not a click
     skipped: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     created_at: datetime = Field(default_factory=utcnow)
     published_at: datetime | None = None

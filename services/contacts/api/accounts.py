@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
-from services.contacts import domain
+from services.contacts import auto_relay, domain
 from services.contacts.api.deps import PROVISIONER, conflict, current_volunteer, settings
 from services.contacts.store import Invite, Volunteer
 from shared.auth import hash_token, new_token, require
@@ -73,6 +73,19 @@ class SharingIn(BaseModel):
     shared_interests: list[InterestName] | None = Field(
         description="interests whose counts you share with the campaign; null shares all"
     )
+    auto_relay_interests: list[InterestName] | None = Field(
+        default=None,
+        description="shared campaign interests whose suggestions are relayed for you, without a click, "
+        "under the same rules as a click; [] turns auto-relay off; omitted or null keeps your choice "
+        "(minus the interests you no longer share)",
+    )
+
+
+class MyProfile(InterestProfile):
+    """The profile the campaign sees, and your auto-relay choice (yours
+    only: it is never published)."""
+
+    auto_relay_interests: list[str] = Field(default_factory=list)
 
 
 # -- the campaign invites, the volunteer signs in ------------------------------------------
@@ -172,21 +185,37 @@ async def me(vol: Volunteer = Depends(current_volunteer)) -> Me:
     return Me(volunteer_id=vol.id, display_name=vol.display_name, shared_interests=vol.shared_interests)
 
 
-@router.get("/me/profile", summary="What the campaign sees of my network (counts only)")
-async def my_profile(request: Request, vol: Volunteer = Depends(current_volunteer)) -> InterestProfile:
-    return await current_profile(request, vol.id)
+async def with_choices(request: Request, profile: InterestProfile) -> MyProfile:
+    row = await in_session(request.app.state.engine, lambda s: s.get(Volunteer, profile.volunteer_id))
+    return MyProfile(**profile.model_dump(), auto_relay_interests=sorted(auto_relay.effective(row)))
 
 
-@router.put("/me/profile", summary="Choose which interests I share, and publish my profile")
-async def share_profile(body: SharingIn, request: Request, vol: Volunteer = Depends(current_volunteer)) -> InterestProfile:
+@router.get("/me/profile", summary="What the campaign sees of my network (counts only), and my auto-relay choice")
+async def my_profile(request: Request, vol: Volunteer = Depends(current_volunteer)) -> MyProfile:
+    return await with_choices(request, await current_profile(request, vol.id))
+
+
+@router.put("/me/profile", summary="Choose which interests I share and auto-relay, and publish my profile")
+async def share_profile(body: SharingIn, request: Request, vol: Volunteer = Depends(current_volunteer)) -> MyProfile:
     def save(session: Session) -> None:
         row = session.get(Volunteer, vol.id)
-        row.shared_interests = sorted(set(body.shared_interests)) if body.shared_interests is not None else None
+        shared = sorted(set(body.shared_interests)) if body.shared_interests is not None else None
+        if body.auto_relay_interests is not None:
+            auto = set(body.auto_relay_interests)
+            in_force = None if shared is None else set(shared)
+            if problem := auto_relay.choice_problem(auto, in_force, book_ops.taxonomy(session)):
+                raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[
+                    {"loc": ["body", "auto_relay_interests"], "msg": problem, "type": "value_error"}])
+        else:  # keep the choice, as far as it is still shared
+            kept = set(row.auto_relay_interests or ())
+            auto = kept if shared is None else kept & set(shared)
+        row.shared_interests = shared
+        row.auto_relay_interests = sorted(auto) or None
         session.add(row)
         session.commit()
 
     await in_session(request.app.state.engine, save)
-    return await publish_profile(request, vol.id)
+    return await with_choices(request, await publish_profile(request, vol.id))
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, summary="Erase my whole book and my account")

@@ -24,6 +24,7 @@ class RelayLine:
     relay_id: str
     title: str
     at: datetime
+    automatic: bool = False  # relayed by the volunteer's auto-relay choice, without a click
     counts: Counter = field(default_factory=Counter)  # delivered, bounced, failed, pending, opted_out, posted
 
 
@@ -42,7 +43,7 @@ def load(session: Session, volunteer_id: str) -> list[RelayLine]:
     lines = {}
     for r in relays:
         msg = session.get(CampaignMessage, r.message_id)
-        line = RelayLine(r.id, msg.title if msg else r.message_id, r.created_at)
+        line = RelayLine(r.id, msg.title if msg else r.message_id, r.created_at, r.automatic)
         line.counts["opted_out"] = r.skipped.get("suppressed", 0)
         lines[r.id] = line
     if lines:

@@ -1,5 +1,6 @@
 """My interests: which interests' counts the campaign sees (the opt-in
-profile), with the counts it would see for each."""
+profile), with the counts it would see for each, and which of them are
+relayed without a click (auto-relay)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from pydantic import ValidationError
 from sqlmodel import Session
 
 from services.contacts import book as book_ops
-from services.contacts import domain
+from services.contacts import auto_relay, domain
 from services.contacts.api import accounts
 from services.contacts.api import book as book_api
 from services.contacts.store import Volunteer
@@ -36,7 +37,9 @@ async def page(request: Request, vol: Volunteer, status_code: int = 200, **extra
     taxonomy = [term.name for term in await book_api.list_taxonomy(request, vol)]
     interests = sorted(present | set(taxonomy))
     shared = None if vol.shared_interests is None else set(vol.shared_interests)
+    # the campaign's words (a suggestion never carries another), or any before it sets them
     return render(request, "interests.html", status_code, interests=interests, counts=counts, shared=shared,
+                  auto_choices=sorted(taxonomy) or interests, auto=auto_relay.effective(vol),
                   labels=await language_labels(request), **extra)
 
 
@@ -50,7 +53,8 @@ async def share(request: Request, vol: Volunteer = Depends(web_volunteer)):
     form = await request.form()
     chosen = None if form.get("share") == "all" else form.getlist("interests")
     try:
-        await accounts.share_profile(accounts.SharingIn(shared_interests=chosen), request, vol)
+        await accounts.share_profile(accounts.SharingIn(
+            shared_interests=chosen, auto_relay_interests=form.getlist("auto_relay")), request, vol)
     except (ValidationError, HTTPException) as exc:
         return await page(request, vol, getattr(exc, "status_code", 422), errors=problems(exc))
     return RedirectResponse(f"{site_of(request).prefix}/interests", status_code=303)
