@@ -84,7 +84,7 @@ async def relay_suggestion(relayer: Relayer, vol: Volunteer, suggestion_id: str,
         if insert_or_get(session, row, Relay, rid) is not row and not stalled(session, rid):
             return message_id, None, []  # another call is relaying it: wait for it below
         plan = plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
-                          cap=cfg.recipient_cap,
+                          sealer=relayer.sealer, cap=cfg.recipient_cap,
                           window=timedelta(days=cfg.recipient_cap_days), note=note)
         posts = fanout.plan_posts(session, book, session.get(CampaignMessage, message_id), rid, relayer.sealer)
         return message_id, plan, posts
