@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,21 +10,14 @@ from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
 from services.contacts import domain, fanout
-from services.contacts.api.deps import current_volunteer, keys, not_found, settings, with_book
-from services.contacts.book import Book
+from services.contacts.api.deps import current_volunteer, not_found
+from services.contacts.relay_click import Refusal, RelayRefused, live, relay_suggestion
 from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
-from services.contacts.relaying import RelayPlan, plan_relay, relay_outcomes
-from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED, SOCIAL_JOBS
-from shared.db import in_session, insert_or_get, mark_once
-from shared.events import Channel, RelayRequested, utcnow
+from services.contacts.relaying import relay_outcomes
+from shared.db import in_session
+from shared.events import Channel
 
 router = APIRouter(tags=["inbox and relay"])
-
-
-def live(msg: CampaignMessage) -> bool:
-    """Neither withdrawn nor past its expiry."""
-    expired = msg.expires_at is not None and msg.expires_at.replace(tzinfo=None) <= utcnow().replace(tzinfo=None)
-    return msg.withdrawn_at is None and not expired
 
 
 class InboxEntry(BaseModel):
@@ -100,87 +92,23 @@ async def relay(suggestion_id: str, request: Request, body: RelayRequest | None 
     the networks without an open API. An optional ``note`` greets every
     contact in the volunteer's own words. The same click twice is the same
     relay: nothing is sent twice."""
-    bus, cfg, k = request.app.state.bus, settings(request), keys(request)
-    rid = domain.relay_id(suggestion_id)
-
-    def prepare(session: Session, book: Book) -> tuple[str, RelayPlan | None]:
-        item = session.get(InboxItem, suggestion_id)
-        if item is None or item.volunteer_id != vol.id:
-            raise not_found("suggestion")
-        msg = session.get(CampaignMessage, item.message_id)
-        if msg is None:
-            raise HTTPException(status.HTTP_409_CONFLICT,
-                                detail="the message has not reached this service yet; retry shortly")
-        if not live(msg):
-            raise HTTPException(status.HTTP_409_CONFLICT, detail="the campaign withdrew this message, or it expired")
-        message_id = msg.message_id  # plain values: a concurrent click may roll the session back
-        row = Relay(id=rid, suggestion_id=suggestion_id, volunteer_id=vol.id, message_id=message_id,
-                    emails_queued=0)
-        if insert_or_get(session, row, Relay, rid) is not row and not stalled(session, rid):
-            return message_id, None  # another click is relaying it: wait for it below
-        return message_id, plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
-                                      sealer=request.app.state.sealer, cap=cfg.recipient_cap,
-                                      window=timedelta(days=cfg.recipient_cap_days),
-                                      note=body.note or None if body else None)
-
-    def prepare_all(session: Session, book: Book) -> tuple[str, RelayPlan | None, list]:
-        message_id, plan = prepare(session, book)
-        if plan is None:
-            return message_id, None, []
-        posts = fanout.plan_posts(session, book, session.get(CampaignMessage, message_id), rid,
-                                  request.app.state.sealer)
-        return message_id, plan, posts
-
-    message_id, plan, posts = await with_book(request, vol, prepare_all)
-    if plan is not None:
-        # Job ids are stable, so a retry after a failure here re-publishes the
-        # same ids and JetStream's dedupe window drops the copies.
-        try:
-            await bus.publish_many(EMAIL_JOB, [(j, (), j.job_id) for j in plan.jobs])
-            for channel, job in posts:
-                await bus.publish(SOCIAL_JOBS[channel], job, msg_id=job.job_id)
-            await bus.publish(RELAY_REQUESTED, RelayRequested(
-                relay_id=rid, volunteer_id=vol.id, message_id=message_id,
-                jobs_queued={Channel.email: len(plan.jobs), **{channel: 1 for channel, _ in posts}}), msg_id=rid)
-        except Exception as exc:
-            await in_session(request.app.state.engine, lambda s: let_next_click_retry(s, rid))
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                detail="the relay could not be queued; click again: nothing will be sent twice") from exc
-        done = await in_session(request.app.state.engine, lambda s: mark_once(
-            s, Relay, rid, emails_queued=len(plan.jobs), skipped=plan.skipped))
-        if done:  # a concurrent double click counts once
-            request.app.state.relays_counter.inc()
-    else:
-        await published(request, rid)
+    try:
+        rid, done = await relay_suggestion(request.app.state.relayer, vol, suggestion_id,
+                                           note=body.note or None if body else None)
+    except RelayRefused as refused:
+        raise HTTPException(REFUSAL_STATUS[refused.reason], detail=refused.detail) from refused
+    if done:  # a concurrent double click counts once
+        request.app.state.relays_counter.inc()
     return await relay_status(rid, request, vol)
 
 
-TAKEOVER_SECONDS = 10.0
-
-
-def stalled(session: Session, rid: str) -> bool:
-    """A relay another click started but never finished (it crashed, or NATS
-    failed it): this click takes over. Safe: job ids are stable."""
-    row = session.get(Relay, rid)
-    age = (utcnow().replace(tzinfo=None) - row.created_at.replace(tzinfo=None)).total_seconds()
-    return row.published_at is None and age > TAKEOVER_SECONDS
-
-
-def let_next_click_retry(session: Session, rid: str) -> None:
-    row = session.get(Relay, rid)
-    row.created_at = utcnow() - timedelta(seconds=2 * TAKEOVER_SECONDS)  # reads as stalled
-    session.add(row)
-    session.commit()
-
-
-async def published(request: Request, rid: str) -> None:
-    """Wait (a little) for the click that is relaying to finish, so both
-    clicks answer the same."""
-    for _ in range(int(TAKEOVER_SECONDS / 0.05)):
-        row = await in_session(request.app.state.engine, lambda s: s.get(Relay, rid))
-        if row.published_at is not None:
-            return
-        await asyncio.sleep(0.05)
+REFUSAL_STATUS = {
+    Refusal.no_suggestion: status.HTTP_404_NOT_FOUND,
+    Refusal.not_arrived: status.HTTP_409_CONFLICT,
+    Refusal.not_live: status.HTTP_409_CONFLICT,
+    Refusal.erased: status.HTTP_410_GONE,
+    Refusal.not_queued: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
 
 
 @router.get("/relays/{relay_id}", summary="What became of one of my relays", response_model_exclude_none=True)
