@@ -28,6 +28,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,8 +153,18 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def profiler(pid: int, out: Path | None) -> subprocess.Popen | None:
+    """py-spy sampling the dispatcher during the end-to-end run only (its
+    start-up imports would drown the profile), raw stacks to ``out``."""
+    if out is None:
+        return None
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+                             "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 async def end_to_end(sink: Sink, nats_url: str, n: int, pool: int, tmp: Path,
-                     nats_pid: int) -> tuple[float, float, dict[str, float]]:
+                     nats_pid: int, profile: Path | None = None) -> tuple[float, float, dict[str, float]]:
     http_port = free_port()
     env = {**os.environ, "MAILLAGE_NATS_URL": nats_url, "MAILLAGE_LOG_LEVEL": "WARNING",
            "MAILLAGE_DISPATCH_EMAIL_HTTP_PORT": str(http_port), "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": FROM,
@@ -176,6 +188,7 @@ async def end_to_end(sink: Sink, nats_url: str, n: int, pool: int, tmp: Path,
         contacts = Bus(CONTACTS, nats_url)
         await contacts.connect()
         batch = jobs(n, "e2e")
+        spy = profiler(proc.pid, profile)
         sink.expect(n)
         pids = {"dispatcher": proc.pid, "sink": sink.proc.pid, "nats-server": nats_pid}
         cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -184,6 +197,9 @@ async def end_to_end(sink: Sink, nats_url: str, n: int, pool: int, tmp: Path,
         published = time.time() - started
         _, last = await sink.done()
         busy = {name: (cpu_seconds(pid) - cpu_before[name]) / (last - started) for name, pid in pids.items()}
+        if spy is not None:
+            spy.send_signal(signal.SIGINT)
+            spy.wait(30)
         await contacts.stop()
         return n / (last - started), published, busy
     finally:
@@ -217,7 +233,7 @@ async def jetstream_floor(nats_url: str, n: int) -> tuple[float, float]:
     return n / took, 1000 * cpu / n
 
 
-async def run(n: int, pool: int, tmp: Path) -> None:
+async def run(n: int, pool: int, tmp: Path, profile: Path | None = None) -> None:
     nats_port, smtp_port = free_port(), free_port()
     server = subprocess.Popen([nats_server_binary(), "-a", "127.0.0.1", "-p", str(nats_port), "-js",
                                "-sd", str(tmp / "nats")], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -226,7 +242,8 @@ async def run(n: int, pool: int, tmp: Path) -> None:
         wait_for_port(nats_port, 10)
         sink = Sink(smtp_port)
         raw, raw_busy = await raw_loop(sink, n, pool)
-        e2e, published, busy = await end_to_end(sink, f"nats://127.0.0.1:{nats_port}", n, pool, tmp, server.pid)
+        e2e, published, busy = await end_to_end(sink, f"nats://127.0.0.1:{nats_port}", n, pool, tmp, server.pid,
+                                                 profile)
         floor_rate, floor_ms = await jetstream_floor(f"nats://127.0.0.1:{nats_port}", n)
     finally:
         if sink:
@@ -250,13 +267,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.email_bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipients", type=int, default=int(os.environ.get("BENCH_EMAILS", 5000)))
     parser.add_argument("--pool", type=int, default=4, help="SMTP connections, both runs")
+    parser.add_argument("--profile", type=Path, metavar="FILE",
+                        help="py-spy the dispatcher during the end-to-end run (raw stacks; py-spy on PATH)")
     parser.add_argument("--sink", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.sink:
         asyncio.run(run_sink(args.sink))
         return
     with tempfile.TemporaryDirectory(prefix="maillage-bench-email-") as tmp:
-        asyncio.run(run(args.recipients, args.pool, Path(tmp)))
+        asyncio.run(run(args.recipients, args.pool, Path(tmp), args.profile))
 
 
 if __name__ == "__main__":
