@@ -59,6 +59,22 @@ def test_each_contact_gets_their_first_name_and_the_volunteers_note_escaped_in_h
     assert f'href="{j.unsubscribe_url}"' in html
 
 
+def test_a_relay_renders_its_frame_once_and_each_contact_exactly_as_a_direct_render():
+    """The per-relay frame (see email_render.Templates) gives each contact
+    the bytes Jinja would, escaping and {% if %} included, even for values
+    that look like the frame's own markers."""
+    templates = Templates()
+    same = "Le même message, **pour tous**."
+    contacts = [job(1, body_text=same), job(2, body_text=same, recipient_name="", note=None),
+                job(3, body_text=same, recipient_name="Zoé <b>&", note="a\x1efirst_name\x1e"),
+                job(4, body_text=same, note="  <i>deux</i>\n& trois  ")]
+    for j in contacts:
+        assert templates.render(j) == templates._direct(templates._values(j))
+    assert len(templates._frames) == 3  # one per (name?, note?) shape of the same relay
+    filtered = Templates(text="{{ first_name | upper }} {{ unsubscribe_url }}")
+    assert not filtered._framed and filtered.render(job(5))[0].startswith("CAMILLE ")
+
+
 def test_templates_are_sandboxed():
     hostile = Templates(text="{{ first_name.__class__.__mro__[1].__subclasses__() }}")
     with pytest.raises(SecurityError):

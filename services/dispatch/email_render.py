@@ -8,6 +8,7 @@ the campaign's Markdown, rendered and sanitized (nh3) before it goes in."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -15,7 +16,7 @@ import nh3
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from shared.events import EmailJob
 
@@ -61,6 +62,16 @@ def body_html(markdown: str) -> Markup:
     return Markup(nh3.clean(_markdown().render(markdown)))
 
 
+# The per-contact values; everything else in a job is the same for a whole
+# relay. A frame is rendered with these markers in their place, once per
+# relay, and each contact's values are then put in (escaped for HTML).
+PERSONAL = ("first_name", "note", "unsubscribe_url")
+_MARK = "\x1e{}\x1e"
+_MARKS = re.compile("\x1e(" + "|".join(PERSONAL) + ")\x1e")
+PROBE = {"first_name": "Zoé <b>&", "note": "une note\n& <i>deux</i> \"lignes\"",
+         "unsubscribe_url": "https://campagne.example/u/1?a=1&b='2'"}
+
+
 @dataclass(frozen=True)
 class Templates:
     text: str = TEXT_TEMPLATE
@@ -72,17 +83,52 @@ class Templates:
         html_env = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
         object.__setattr__(self, "_text", text_env.from_string(self.text))
         object.__setattr__(self, "_html", html_env.from_string(self.html))
+        object.__setattr__(self, "_frames", {})
+        # Frames are exact only if the templates print the personal values
+        # as they are ({{ x }}, {% if x %}): checked once against a direct
+        # render of awkward values; a template that filters them renders
+        # per contact.
+        probe = dict(sender_name="A", subject="S", body_text="B", **PROBE)
+        try:
+            framed = self._fill(self._frame(probe), probe) == self._direct(probe)
+        except Exception:  # e.g. a template the sandbox refuses: it fails per job, as it would without frames
+            framed = False
+        self._frames.clear()  # the probe's
+        object.__setattr__(self, "_framed", framed)
+
+    def _values(self, job: EmailJob) -> dict:
+        return dict(first_name=first_name(job.recipient_name), sender_name=job.sender_name,
+                    note=(job.note or "").strip(), subject=job.subject, body_text=job.body_text,
+                    unsubscribe_url=job.unsubscribe_url)
+
+    def _direct(self, values: dict) -> tuple[str, str]:
+        return self._text.render(**values), self._html.render(**values, body_html=body_html(values["body_text"]))
+
+    def _frame(self, values: dict) -> tuple[list[str], list[str]]:
+        """The relay's text and HTML split at the personal values: even
+        items are fixed text, odd items name the value that goes there."""
+        key = (values["sender_name"], values["subject"], values["body_text"],
+               bool(values["first_name"]), bool(values["note"]))
+        frame = self._frames.get(key)
+        if frame is None:
+            # a marker is falsy nowhere: stand-ins keep each {% if %} as the contact's values take it
+            marked = {**values, **{name: _MARK.format(name) if values[name] else "" for name in PERSONAL}}
+            frame = tuple(_MARKS.split(part) for part in self._direct(marked))
+            if len(self._frames) >= 256:  # a few relays at a time: no need to keep more
+                self._frames.clear()
+            self._frames[key] = frame
+        return frame
+
+    @staticmethod
+    def _fill(frame: tuple[list[str], list[str]], values: dict) -> tuple[str, str]:
+        text, html = frame
+        # one pass: a value that contains a marker is not filled again
+        return ("".join(values[p] if i % 2 else p for i, p in enumerate(text)),
+                "".join(escape(values[p]) if i % 2 else p for i, p in enumerate(html)))
 
     def render(self, job: EmailJob) -> tuple[str, str]:
         """(text, html) for one contact."""
-        values = dict(
-            first_name=first_name(job.recipient_name),
-            sender_name=job.sender_name,
-            note=(job.note or "").strip(),
-            subject=job.subject,
-            body_text=job.body_text,
-            unsubscribe_url=job.unsubscribe_url,
-        )
-        text = self._text.render(**values)
-        html = self._html.render(**values, body_html=body_html(job.body_text))
-        return text, html
+        values = self._values(job)
+        if not self._framed:
+            return self._direct(values)
+        return self._fill(self._frame(values), values)
