@@ -155,11 +155,12 @@ def cpu_seconds(pid: int) -> float:
 
 def profiler(pid: int, out: Path | None) -> subprocess.Popen | None:
     """py-spy sampling the dispatcher during the end-to-end run only (its
-    start-up imports would drown the profile), raw stacks to ``out``."""
+    start-up imports would drown the profile), raw stacks to ``out``; only
+    samples holding the GIL, so waiting in epoll does not pass for work."""
     if out is None:
         return None
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250",
+    return subprocess.Popen([spy, "record", "--pid", str(pid), "--format", "raw", "--rate", "250", "--gil",
                              "--output", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
