@@ -132,7 +132,7 @@ def test_every_feed_route_wants_a_valid_token(feed: TestClient):
     paths = feed.get("/openapi.json").json()["paths"]
     ops = [(m.upper(), p) for p, methods in paths.items() for m in methods
            if p not in {"/healthz", "/readyz", "/metrics", "/asyncapi.json"}]
-    assert len(ops) == 16, ops
+    assert len(ops) == 17, ops
     for method, path in ops:
         url = path.replace("{message_id}", "m").replace("{account_id}", "a")
         for how, auth in bad.items():

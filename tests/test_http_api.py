@@ -388,7 +388,8 @@ def test_every_feed_route_requires_the_staff_token(feed: TestClient):
     ops = operations(feed)
     assert {(m, p) for m, p, _ in ops} == {
         ("POST", "/messages"), ("GET", "/messages"), ("GET", "/messages/{message_id}"),
-        ("GET", "/messages/{message_id}/reach"), ("POST", "/messages/{message_id}/approve"),
+        ("GET", "/messages/{message_id}/reach"), ("GET", "/messages/{message_id}/reach/timeline"),
+        ("POST", "/messages/{message_id}/approve"),
         ("POST", "/messages/{message_id}/publish"), ("POST", "/messages/{message_id}/withdraw"),
         ("POST", "/drafts"), ("PATCH", "/drafts/{message_id}"), ("GET", "/taxonomy"), ("PUT", "/taxonomy"),
         ("GET", "/me"), ("GET", "/staff"), ("POST", "/staff"), ("POST", "/staff/{account_id}/revoke"),
