@@ -109,7 +109,7 @@ class EmailDispatcher:
             # and checked while the last one is on the wire. More only
             # queues callbacks ahead of the SMTP replies (measured: 2x ≥ 8x).
             batch=settings.smtp_pool_size * 4,
-            concurrency=settings.smtp_pool_size * 4,
+            concurrency=settings.smtp_pool_size * 2,
         )
 
     async def prepare(self) -> None:
