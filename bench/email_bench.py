@@ -20,7 +20,8 @@ first and last; it parses nothing). Then, in the same run:
    Python spends at least, which bounds the ratio on a small machine.
 
 Prints both rates and their ratio. ``--recipients`` (or BENCH_EMAILS) sets N,
-``--pool`` the connections (dispatcher's ``SMTP_POOL_SIZE``).
+``--pool`` the connections (dispatcher's ``SMTP_POOL_SIZE``), ``--profile FILE``
+has py-spy sample the dispatcher during the end-to-end run.
 """
 
 from __future__ import annotations
