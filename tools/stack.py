@@ -10,6 +10,7 @@ import base64
 import ctypes
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -24,10 +25,31 @@ import httpx
 PR_SET_PDEATHSIG = 1
 
 
+def _ephemeral_ports() -> range:
+    try:
+        low, high = map(int, Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        low, high = 32768, 60999
+    return range(low, high + 1)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A free port outside the kernel's ephemeral range. A port the kernel
+    picks for ``bind(0)`` comes from that range, where any outgoing
+    connection on the machine may take it between now and the moment our
+    service binds it (seen in CI: a matcher that could not bind)."""
+    ephemeral = _ephemeral_ports()
+    for _ in range(500):
+        port = random.randrange(10000, 65000)
+        if port in ephemeral:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port outside the ephemeral range")
 
 
 def nats_server_binary() -> str:
