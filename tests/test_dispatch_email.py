@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import json
 import time
 from collections.abc import AsyncIterator
 from email import message_from_bytes, policy
@@ -286,6 +287,25 @@ async def test_worker_sends_each_job_and_reports_delivered(nats_url, smtp_server
         assert result.channel is Channel.email
         assert (result.relay_id, result.message_id, result.volunteer_id) == ("relay-1", "m-ecoles", "vol-alice")
         assert b"camille" not in raw.lower() and b"alice.martin" not in raw  # no identities in results
+
+
+async def test_an_invalid_job_is_terminated_and_counted_and_the_next_one_goes(nats_url, smtp_server):
+    """The lean consumer keeps the bus's boundary: a payload that is not an
+    EmailJob (here, no valid address) is never retried nor sent."""
+    labels = {"service": DISPATCH_EMAIL, "subject": EMAIL_JOB.pattern, "reason": "invalid_payload"}
+    before = counter("maillage_messages_failed_total", labels)
+    bad = job(1).model_dump(mode="json") | {"recipient_email": "not an address"}
+    async with dispatcher(nats_url, smtp_server) as (contacts, _):
+        nc = await nats.connect(nats_url)
+        try:
+            await nc.jetstream().publish(EMAIL_JOB.pattern, json.dumps(bad).encode(), headers={"Nats-Msg-Id": "bad"})
+        finally:
+            await nc.close()
+        await contacts.publish(EMAIL_JOB, job(2), msg_id="job-2")
+        await smtp_server.recorder.await_count(1)
+        await consumer_settled(nats_url)  # terminated: neither pending nor waiting for an ack
+    assert [rcpts for _, rcpts in smtp_server.recorder.envelopes] == [["camille2@exemple.fr"]]
+    assert counter("maillage_messages_failed_total", labels) == before + 1
 
 
 async def test_refused_recipient_fails_at_once_with_the_smtp_code(nats_url, smtp_server):
