@@ -226,31 +226,31 @@ class DeliveryStatus(StrEnum):
     failed = "failed"
 
 
-class DispatchResult(Event):
-    """What became of one job. No recipient identity: the job id links back
-    to the volunteer's history inside contacts."""
+class _JobOutcome(Event):
+    """What every report about one job carries: its ids and its channel."""
 
-    schema_version: Literal[1] = 1
     job_id: str = Field(min_length=1, max_length=64)
     relay_id: str = Field(min_length=1, max_length=64)
     message_id: str = Field(min_length=1, max_length=64)
     volunteer_id: str = Field(min_length=1, max_length=64)
     channel: Channel
+
+
+class DispatchResult(_JobOutcome):
+    """What became of one job. No recipient identity: the job id links back
+    to the volunteer's history inside contacts."""
+
+    schema_version: Literal[1] = 1
     status: DeliveryStatus
     reason: str | None = Field(default=None, max_length=200)
 
 
-class DeadLetter(Event):
+class DeadLetter(_JobOutcome):
     """A job that failed on every attempt (4xx, lost connections): kept for
     operations to look into and replay. Ids only: contacts rebuilds the job
     from its id; the recipient's identity never lands here."""
 
     schema_version: Literal[1] = 1
-    job_id: str = Field(min_length=1, max_length=64)
-    relay_id: str = Field(min_length=1, max_length=64)
-    message_id: str = Field(min_length=1, max_length=64)
-    volunteer_id: str = Field(min_length=1, max_length=64)
-    channel: Channel
     reason: str = Field(max_length=200)
     attempts: int = Field(ge=1)
 
