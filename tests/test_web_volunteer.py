@@ -259,6 +259,8 @@ def test_the_next_page_carries_the_filters_by_post(client):
     import_file(browser, "First Name,Last Name,E-mail Address,Categories\n" + rows)
     first = browser.post_form("/app/contacts", {"q": "ami"}, from_page="/app/contacts").text
     assert len(contact_ids_in(first)) == 50 and "60 contact(s)" in first
+    assert re.search(r"<title>([^<]*)</title>", first), "the next-page form belongs in the page, not its title"
+    assert first.count('name="cursor"') == 1
     cursor = re.search(r'name="cursor" value="([^"]+)"', first).group(1)
     second = browser.post_form("/app/contacts", {"q": "ami", "cursor": cursor}, from_page="/app/contacts").text
     assert len(contact_ids_in(second)) == 10 and not set(contact_ids_in(first)) & set(contact_ids_in(second))
