@@ -103,7 +103,7 @@ class Bus:
         self.inbox = f"{inbox_prefix(service)}.".encode()  # where pulled messages arrive
         self.subjects_published: set[str] = set()
         self.subjects_consumed: set[str] = set()
-        self._js = None  # publish_fast's JetStream context, made on first use
+        self._js = None  # the pipelined publishes' JetStream context, made on first use
         self.pull_consumers: list = []  # PullConsumer, started and stopped with the broker
 
     @classmethod
@@ -262,19 +262,25 @@ class Bus:
         self.subjects_published.add(spec.pattern)
         MESSAGES_PUBLISHED.labels(self.service, spec.pattern).inc()
 
+    async def _send_async(self, spec: SubjectSpec, event: BaseModel, tokens: tuple[str, ...],
+                          msg_id: str) -> asyncio.Future:
+        """Send on nats-py without waiting; the future resolves to the
+        PubAck. The caller checked the role."""
+        if not isinstance(event, spec.model):
+            raise TypeError(f"{spec.pattern} carries {spec.model.__name__}, not {type(event).__name__}")
+        if self._js is None:  # one context: each makes its own reply subscription
+            self._js = self.broker.connection.jetstream()
+        return await self._js.publish_async(
+            spec.subject(*tokens), event.model_dump_json().encode(), stream=spec.stream.name,
+            headers={"Nats-Msg-Id": msg_id, "content-type": "application/json"})
+
     async def publish_fast(self, spec: SubjectSpec, event: BaseModel, *tokens: str, msg_id: str) -> None:
         """``publish``'s contract (role, model, ``Nats-Msg-Id``, PubAck awaited
         within ``publish_timeout``) on nats-py directly: FastStream's publish
         path (middlewares, a request inbox per call) was ~7 % of the email
         dispatcher's CPU, publishing one result per email."""
         self._check_role(spec, consumer=False)
-        if not isinstance(event, spec.model):
-            raise TypeError(f"{spec.pattern} carries {spec.model.__name__}, not {type(event).__name__}")
-        if self._js is None:  # one context: each makes its own reply subscription
-            self._js = self.broker.connection.jetstream()
-        ack = await self._js.publish_async(
-            spec.subject(*tokens), event.model_dump_json().encode(), stream=spec.stream.name,
-            headers={"Nats-Msg-Id": msg_id, "content-type": "application/json"})
+        ack = await self._send_async(spec, event, tokens, msg_id)
         async with asyncio.timeout(self.publish_timeout):
             await ack
         self.subjects_published.add(spec.pattern)
@@ -292,14 +298,7 @@ class Bus:
         or timeout; each item keeps its ``Nats-Msg-Id``, so a retry of the
         whole batch stores nothing twice."""
         self._check_role(spec, consumer=False)
-        js = self.broker.connection.jetstream()
-        acks = []
-        for event, tokens, msg_id in items:
-            if not isinstance(event, spec.model):
-                raise TypeError(f"{spec.pattern} carries {spec.model.__name__}, not {type(event).__name__}")
-            acks.append(await js.publish_async(
-                spec.subject(*tokens), event.model_dump_json().encode(), stream=spec.stream.name,
-                headers={"Nats-Msg-Id": msg_id, "content-type": "application/json"}))
+        acks = [await self._send_async(spec, event, tokens, msg_id) for event, tokens, msg_id in items]
         try:
             # the batch gets the one-message timeout plus its share of time at a modest 5k/s
             await asyncio.wait_for(asyncio.gather(*acks), timeout=self.publish_timeout + len(acks) / 5000)
@@ -353,6 +352,7 @@ class Bus:
         for consumer in self.pull_consumers:  # drained while the connection can still ack
             await consumer.stop()
         await self.broker.stop()
+        self._js = None  # bound to the connection just closed
 
     async def ready(self) -> tuple[bool, str]:
         conn = self.broker._connection
