@@ -112,6 +112,9 @@ def test_a_chosen_interest_is_relayed_without_a_click_once(contacts: TestClient,
     rid = poll(lambda: relay_of(contacts, alice, school), bool, what="the automatic relay")
     jobs = poll(lambda: relay_jobs(nats_url), lambda j: len(j) == 1, what="the relay's email job")
     assert jobs[0]["relay_id"] == rid  # Camille only: Chloé has not said yes, Louis is about transport
+    # counted once the handler returns, which is after the jobs are on NATS
+    poll(lambda: AUTO_RELAYS.labels("relayed")._value.get(), lambda v: v == relayed_before + 1,
+         what="the automatic relay counted")
     assert AUTO_RELAYS.labels("relayed")._value.get() == relayed_before + 1
     with Session(contacts.app.state.engine) as session:
         assert session.get(Relay, rid).automatic  # the history shows it as automatic
