@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from services.contacts.importing.normalize import normalize_phone
 from shared.events import Channel, InterestName
+from shared.text import HeaderText
 
 Phone = Annotated[str, AfterValidator(normalize_phone)]
 
@@ -74,7 +75,8 @@ class ContactFields(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200)
+    # the name is the display name of the To: header of every email to them
+    name: HeaderText = Field(min_length=1, max_length=200)
     emails: list[EmailStr] = Field(default_factory=list, max_length=10)
     phones: list[Phone] = Field(default_factory=list, max_length=10)
     handles: dict[str, str] = Field(default_factory=dict, max_length=10,
@@ -99,7 +101,7 @@ class ContactIn(ContactFields):
 class ContactPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str | None = Field(default=None, min_length=1, max_length=200)
+    name: HeaderText | None = Field(default=None, min_length=1, max_length=200)
     emails: list[EmailStr] | None = Field(default=None, max_length=10)
     phones: list[Phone] | None = Field(default=None, max_length=10)
     handles: dict[str, str] | None = None
