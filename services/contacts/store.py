@@ -38,6 +38,23 @@ class Volunteer(ContactsTable, table=True):
     # shared interests whose suggestions contacts relays without a click;
     # null (the default) or empty: every relay stays a click
     auto_relay_interests: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    # Every web session carries the epoch it was opened in; sign-out, a new
+    # credential and erasure bump it, which ends all of them at once, on
+    # every replica (they all read this row).
+    session_epoch: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class SignInLink(ContactsTable, table=True):
+    """A single-use, short-lived sign-in code mailed to the account's own
+    address when the volunteer asks for one (lost access). Only its hash is
+    kept; the campaign's provisioning never sees it."""
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=64)
+    code_hash: str = Field(unique=True, max_length=64)
+    volunteer_id: str = Field(foreign_key="volunteer.id", max_length=64, index=True)
+    expires_at: datetime
+    used_at: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
 
 

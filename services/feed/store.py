@@ -43,6 +43,16 @@ class StaffAccount(FeedTable, table=True):
     revoked_by: str | None = Field(default=None, max_length=64)
 
 
+class StaffSessionEpoch(FeedTable, table=True):
+    """Console sessions carry the epoch they were opened in; signing out
+    bumps it, ending every session of that account on every replica. A
+    table of its own, not a column, because the bootstrap admin has no
+    StaffAccount row and its sessions must end too."""
+
+    actor_id: str = Field(primary_key=True, max_length=64)
+    epoch: int = 0
+
+
 class AuditEntry(FeedTable, table=True):
     """Who did what, when: every change staff (or the scheduler) make."""
 
