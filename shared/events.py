@@ -186,7 +186,8 @@ class EmailJob(Event):
     dispatch-email (consumer) may touch its subject."""
 
     schema_version: Literal[1] = 1
-    kind: Literal["relay", "invitation"] = "relay"
+    # sign_in: a single-use sign-in link mailed to a volunteer's own address
+    kind: Literal["relay", "invitation", "sign_in"] = "relay"
     job_id: str = Field(min_length=1, max_length=64)
     relay_id: str = Field(min_length=1, max_length=64)
     message_id: str = Field(min_length=1, max_length=64)
