@@ -639,7 +639,7 @@ def test_delete_a_contact_and_erase_a_whole_book(contacts: TestClient, nats_url:
 
     # Bob's book is untouched, and his relay of the same message works.
     assert get_contact(contacts, bob, bobs["id"]) == bobs
-    assert relay(contacts, bob, suggestions[bob_id])["skipped"] == {"already_received": 1}
+    assert relay(contacts, bob, suggestions[bob_id])["skipped"] == {"unreachable": 1}
 
 
 def test_erasing_a_book_leaves_no_sent_history(contacts: TestClient, nats_url: str):
@@ -682,13 +682,13 @@ def test_unsubscribe_and_the_campaign_wide_rules_of_a_relay(nats_url: str, db_ur
         assert relay(contacts, alice, first[alice_id]) == {
             "status": "sending", "queued": 2, "delivered": 0, "failed": 0, "skipped": {}}
         bob_first = relay(contacts, bob, first[bob_id])
-        assert (bob_first["queued"], bob_first["skipped"]) == (1, {"already_received": 2}), bob_first
+        assert (bob_first["queued"], bob_first["skipped"]) == (1, {"unreachable": 2}), bob_first
         jobs = relay_jobs(nats_url)
         assert sorted(j["recipient_email"] for j in jobs) == [
             "paul.roux@exemple.fr", "quentin.blanc@exemple.fr", "rose.petit@exemple.fr"], "someone got it twice"
         relay_id = contacts.get("/inbox", headers=bob).json()[0]["relay_id"]
         assert contacts.get(f"/relays/{relay_id}", headers=bob).json()["channels"]["email"]["skipped"] == {
-            "already_received": 2}
+            "unreachable": 2}
 
         # Paul unsubscribes in one click from Alice's email (RFC 8058).
         paul_job = next(j for j in jobs if j["recipient_email"] == "paul.roux@exemple.fr")
@@ -713,7 +713,7 @@ def test_unsubscribe_and_the_campaign_wide_rules_of_a_relay(nats_url: str, db_ur
         assert consent_of(contacts, bob, b_paul["id"])["state"] == "confirmed"
         second = offer(contacts, nats_url, ["education"], {bob_id: bob}, title="Deuxième message")
         bob_second = relay(contacts, bob, second[bob_id])
-        assert (bob_second["queued"], bob_second["skipped"]) == (0, {"suppressed": 1}), bob_second
+        assert (bob_second["queued"], bob_second["skipped"]) == (0, {"unreachable": 1}), bob_second
         r = contacts.post(f"/contacts/{b_paul['id']}/invite", headers=bob, json={})
         assert r.status_code == 409, r.text  # confirmed already; and never an invitation to a suppressed address
 
@@ -721,7 +721,7 @@ def test_unsubscribe_and_the_campaign_wide_rules_of_a_relay(nats_url: str, db_ur
         # Rose too; nobody is queued.
         third = offer(contacts, nats_url, ["transport"], {bob_id: bob}, title="Troisième message")
         bob_third = relay(contacts, bob, third[bob_id])
-        assert (bob_third["queued"], bob_third["skipped"]) == (0, {"over_cap": 2}), bob_third
+        assert (bob_third["queued"], bob_third["skipped"]) == (0, {"unreachable": 2}), bob_third
         assert len(relay_jobs(nats_url)) == 3
 
 

@@ -79,9 +79,9 @@ def test_refused_consent_transitions_say_why(current, target, source, proof, why
 
 @pytest.mark.parametrize("history, expected", [
     (domain.RecipientHistory(False, False, 0), None),
-    (domain.RecipientHistory(True, False, 0), domain.Skip.suppressed),
-    (domain.RecipientHistory(False, True, 0), domain.Skip.already_received),
-    (domain.RecipientHistory(False, False, 3), domain.Skip.over_cap),
+    (domain.RecipientHistory(True, False, 0), domain.Rule.suppressed),
+    (domain.RecipientHistory(False, True, 0), domain.Rule.already_received),
+    (domain.RecipientHistory(False, False, 3), domain.Rule.over_cap),
     (domain.RecipientHistory(False, False, 2), None),
 ])
 def test_cross_volunteer_rules(history, expected):

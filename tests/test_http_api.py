@@ -573,7 +573,7 @@ def test_volunteers_are_isolated_from_each_other(feed: TestClient, contacts: Tes
     alice_relay = contacts.post(f"/inbox/{alice_suggestion}/relay", headers=alice)
     assert alice_relay.status_code == 200, alice_relay.text
     assert alice_relay.json()["channels"]["email"]["queued"] == 1
-    assert alice_relay.json()["channels"]["email"]["skipped"] == {"already_received": 1}
+    assert alice_relay.json()["channels"]["email"]["skipped"] == {"unreachable": 1}
     alice_relay_id = alice_relay.json()["relay_id"]
     assert contacts.get(f"/relays/{alice_relay_id}", headers=bob).status_code == 404
 

@@ -35,7 +35,7 @@ FAMILIES = {
         "skip.": [s.value for s in Skip],
         "history.": sorted({outcome(ch, st, r) for ch in ("email", "mastodon")
                             for st, r in (("delivered", None), ("failed", "bounce 5.1.1"), ("failed", "x"),
-                                          ("queued", None))} | {"opted_out"}),
+                                          ("queued", None))} | {"unreachable"}),
         "import.outcome.": ["imported", "merged", "unchanged", "rejected"],
         "networks.field.": sorted({f for model in CREDENTIALS.values() for f in model.model_fields}),
         "networks.problem.": ["token_revoked"],

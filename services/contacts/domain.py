@@ -40,6 +40,22 @@ class ConsentRuleError(ValueError):
     pass
 
 
+# What a volunteer is told when the campaign-wide rules stop an address: the
+# same words whatever the cause (the person refused an invitation,
+# unsubscribed, bounced, or was already invited from some book), because
+# each cause is another person's action or another volunteer's, and the
+# volunteer needs only to know that Maillage will not write there.
+UNREACHABLE = "this address cannot be invited or reached through Maillage"
+
+
+class AddressBlocked(ConsentRuleError):
+    """A volunteer tried to confirm (or invite) an address the campaign-wide
+    rules block. Only the person can lift it, through their own link."""
+
+    def __init__(self) -> None:
+        super().__init__(UNREACHABLE)
+
+
 # Which sources may move a consent from one state to another. A withdrawal
 # can only be undone by the contact themself.
 _ALLOWED: dict[tuple[Consent, Consent], frozenset[ConsentSource]] = {
@@ -171,10 +187,25 @@ def relay_recipients(
 
 
 class Skip(StrEnum):
-    suppressed = "suppressed"  # unsubscribed or bounced, in any volunteer's book
-    already_received = "already_received"  # another volunteer sent them this message
-    over_cap = "over_cap"  # the per-recipient cap across all volunteers
+    """Why a confirmed contact was not sent a relay, as the volunteer reads
+    it. The campaign-wide causes (a refusal, an unsubscribe or a bounce in
+    any book; the message already sent by another volunteer; the per-person
+    cap, which counts other volunteers' sends) are one neutral reason: each
+    would tell the volunteer what a person did elsewhere, or that this
+    person sits in another volunteer's book, and the volunteer can act on
+    none of it. A missing address is their own book's fact, so it is named."""
+
+    unreachable = "unreachable"
     no_address = "no_address"
+
+
+class Rule(StrEnum):
+    """The campaign-wide rule that stopped one send: kept inside the
+    service (the ledger's own logic), never shown to a volunteer."""
+
+    suppressed = "suppressed"
+    already_received = "already_received"
+    over_cap = "over_cap"
 
 
 @dataclass(frozen=True)
@@ -186,13 +217,13 @@ class RecipientHistory:
     messages_in_window: int
 
 
-def skip_reason(history: RecipientHistory, cap: int) -> Skip | None:
+def skip_reason(history: RecipientHistory, cap: int) -> Rule | None:
     if history.suppressed:
-        return Skip.suppressed
+        return Rule.suppressed
     if history.got_this_message:
-        return Skip.already_received
+        return Rule.already_received
     if history.messages_in_window >= cap:
-        return Skip.over_cap
+        return Rule.over_cap
     return None
 
 
@@ -213,9 +244,10 @@ def job_id(relay: str, contact_id: str, channel: Channel) -> str:
     return stable_id("job", relay, contact_id, channel.value)
 
 
-def invitation_job_id(contact_id: str) -> str:
-    """At most one invitation per contact, ever: the id says so to JetStream."""
-    return stable_id("invitation", contact_id)
+def invitation_job_id(address_hash: str) -> str:
+    """At most one invitation per address, ever, whichever book or contact
+    row asks: the id says so to JetStream too."""
+    return stable_id("invitation", address_hash)
 
 
 def invitation_email(*, volunteer: str, campaign: str, confirm_url: str,

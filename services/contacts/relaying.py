@@ -1,10 +1,13 @@
 """Turning a suggestion into jobs, under the campaign-wide rules: never to
-a suppressed address, never the same message twice to one person (whoever
+a suppressed address (an unsubscribe, a bounce, or a refused invitation, in
+any book), never the same message twice to one person (whoever
 relays it), never more than the cap per person per window. All on keyed
 hashes: no rule ever compares addresses.
 
-A volunteer who connected their own SMTP account (``networks``, "email")
-sends through it: each job carries it sealed for that job only."""
+Each job carries the recipient, the text, the volunteer's note and
+address (and their own SMTP account, when they connected one: their emails
+go through it) sealed with the email channel's transit key, for that job
+only (``shared.sealed``): NATS keeps ids and a keyed hash in clear."""
 
 from __future__ import annotations
 
@@ -21,9 +24,9 @@ from services.contacts import domain, networks
 from services.contacts.book import Book
 from services.contacts.domain import RecipientHistory, skip_reason
 from services.contacts.store import CampaignMessage, Contact, DeliveryLedger, Relay, SentItem, Suppression, Volunteer
-from shared.events import Channel, EmailJob, utcnow
+from shared.events import Channel, EmailJob, OpenedEmailJob, utcnow
 from shared.links import LinkSigner
-from shared.sealed import TransitSealer
+from shared.sealed import TransitKeys, seal_email
 
 
 @dataclass
@@ -46,7 +49,7 @@ def history_of(session: Session, blind: str, message_id: str, relay_id: str, sin
 
 
 def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessage, relay_id: str, *,
-               public_url: str, links: LinkSigner, sealer: TransitSealer, cap: int, window: timedelta,
+               public_url: str, links: LinkSigner, sealer: TransitKeys, cap: int, window: timedelta,
                note: str | None = None) -> RelayPlan:
     """Reserve each recipient in the ledger and build their job. The ledger
     row is the lock: of two volunteers relaying to the same person at the
@@ -68,20 +71,21 @@ def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessag
         jid = domain.job_id(relay_id, contact.id, Channel.email)
         sent = SentItem(job_id=jid, relay_id=relay_id, contact_id=contact.id,
                         message_id=msg.message_id, channel="email", status="queued")
-        reason = skip_reason(history_of(session, blind, msg.message_id, relay_id, since), cap)
-        if reason is None and not _reserve(session, blind, msg.message_id, relay_id, sent):
-            reason = domain.Skip.already_received
-        if reason is not None:
-            skipped[reason.value] += 1
+        rule = skip_reason(history_of(session, blind, msg.message_id, relay_id, since), cap)
+        if rule is None and not _reserve(session, blind, msg.message_id, relay_id, sent):
+            rule = domain.Rule.already_received
+        if rule is not None:
+            # counted, not named: which rule it was is about other people (domain.Skip)
+            skipped[domain.Skip.unreachable.value] += 1
             continue
         token = links.sign("unsubscribe", {"v": vol.id, "c": contact.id, "b": blind})
-        plan.jobs.append(EmailJob(
+        plan.jobs.append(seal_email(OpenedEmailJob(
             job_id=jid, relay_id=relay_id, message_id=msg.message_id, volunteer_id=vol.id,
             sender_name=sender_name, reply_to=reply_to, recipient_name=data["name"],
             recipient_email=address, recipient_hash=blind, subject=msg.email_subject,
             body_text=msg.email_body, unsubscribe_url=f"{public_url}/u/{token}", note=note,
-            smtp_account=sealer.seal(jid, own.transit()) if own else None,
-        ))
+            smtp_account=own,
+        ), sealer[Channel.email]))
     plan.skipped = dict(skipped)
     return plan
 

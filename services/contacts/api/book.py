@@ -23,7 +23,8 @@ from services.contacts.importing.export import write_contacts_csv
 from services.contacts.store import CampaignMessage, ConsentRecord, Contact, Suppression, TaxonomyTerm, Volunteer
 from shared.catalogue import EMAIL_JOB
 from shared.errors import field_error
-from shared.events import EmailJob, InterestName
+from shared.events import Channel, EmailJob, InterestName, OpenedEmailJob
+from shared.sealed import seal_email
 
 router = APIRouter(tags=["my contacts"])
 T = TypeVar("T")
@@ -292,12 +293,12 @@ async def invite_contact(contact_id: str, body: InviteContactIn, request: Reques
             confirm_url=f"{cfg.public_url}/consent/{link}", message_title=message.title if message else None,
             message_body=message.email_body if message else None,
         )
-        job = EmailJob(kind="invitation", job_id=domain.invitation_job_id(contact.id), relay_id="invitation",
+        job = OpenedEmailJob(kind="invitation", job_id=domain.invitation_job_id(blind), relay_id="invitation",
                        message_id=body.message_id or "invitation", volunteer_id=vol.id,
                        sender_name=vol.display_name, reply_to=vol.email, recipient_name=data["name"],
                        recipient_email=data["emails"][0], recipient_hash=blind, subject=subject,
                        body_text=text, unsubscribe_url=f"{cfg.public_url}/u/{unsubscribe}")
-        return job
+        return seal_email(job, request.app.state.sealer[Channel.email])
 
     def mark_invited(session: Session, book: Book) -> ContactOut:
         book_ops.set_consent(session, book, contact_id, Consent.invited, ConsentSource.invitation)

@@ -38,7 +38,8 @@ class ChannelOutcome(BaseModel):
     delivered: int = 0
     failed: int = 0
     skipped: dict[str, int] = Field(default_factory=dict,
-                                    description="not sent, and why: suppressed, already_received, over_cap")
+                                    description="not sent: unreachable (the campaign-wide rules, not named), "
+                                    "no_address")
     reason: str | None = Field(default=None, description="why a post failed: token_revoked (reconnect), http 422 …")
     url: str | None = Field(default=None, description="a prefilled share link for the client to open")
 

@@ -25,7 +25,7 @@ class RelayLine:
     title: str
     at: datetime
     automatic: bool = False  # relayed by the volunteer's auto-relay choice, without a click
-    counts: Counter = field(default_factory=Counter)  # delivered, bounced, failed, pending, opted_out, posted
+    counts: Counter = field(default_factory=Counter)  # delivered, bounced, failed, pending, unreachable, posted
 
 
 def outcome(channel: str, status: str, reason: str | None) -> str:
@@ -44,7 +44,8 @@ def load(session: Session, volunteer_id: str) -> list[RelayLine]:
     for r in relays:
         msg = session.get(CampaignMessage, r.message_id)
         line = RelayLine(r.id, msg.title if msg else r.message_id, r.created_at, r.automatic)
-        line.counts["opted_out"] = r.skipped.get("suppressed", 0)
+        # one neutral count: which campaign-wide rule stopped a send is not the volunteer's to know
+        line.counts["unreachable"] = r.skipped.get("unreachable", 0)
         lines[r.id] = line
     if lines:
         for relay_id, channel, status, reason, n in session.exec(
@@ -60,4 +61,4 @@ def load(session: Session, volunteer_id: str) -> list[RelayLine]:
 async def history_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
     lines = await in_session(request.app.state.engine, lambda s: load(s, vol.id))
     return render(request, "history.html", lines=lines,
-                  columns=("delivered", "bounced", "opted_out", "failed", "pending", "posted"))
+                  columns=("delivered", "bounced", "unreachable", "failed", "pending", "posted"))
