@@ -350,6 +350,56 @@ def test_multiline_record_raw_and_row_numbers():
     assert out[1].raw == "B,b@,"
 
 
+HOSTILE_NAME = "Eve\r\nX-Injected: yes\r\nContent-Type: text/html\r\n\r\n<a href=https://evil.example>x</a>"
+
+
+def test_a_name_with_a_line_break_or_a_tab_is_a_rejected_row_with_its_raw_text_and_the_others_import():
+    """Issue 11, finding 3: a contact's name becomes a To: header. A name
+    cell with a line break (quoted, spanning lines) or a tab is refused
+    with the field named, never mended; its neighbours import."""
+    rows = [["Ana", "ana@example.org"], [HOSTILE_NAME, "eve@example.org"], ["Bob\tTab", "bob@example.org"],
+            ["Zoé", "zoe@example.org"], ["Esc\x1b[31mRed", "esc@example.org"], ["Sep\u2028Line", "sep@example.org"]]
+    text = io.StringIO()
+    csv.writer(text).writerows([["name", "email"], *rows])
+    out = parse(text.getvalue())
+    assert [o.row for o in out] == [1, 2, 3, 4, 5, 6]
+    assert drafts(out) == [ContactDraft(display_name="Ana", emails=("ana@example.org",)), None, None,
+                           ContactDraft(display_name="Zoé", emails=("zoe@example.org",)), None, None]
+    assert [o.error for o in out] == [
+        None,
+        "name: must not contain a control character (found U+000D, e.g. a line break)",
+        "name: must not contain a control character (found U+0009, e.g. a line break)",
+        None,
+        "name: must not contain a control character (found U+001B, e.g. a line break)",
+        "name: must not contain a control character (found U+2028, e.g. a line break)",
+    ]
+    # the raw row is kept whole, line breaks included, for the volunteer to fix
+    assert out[1].raw == f'"{HOSTILE_NAME}",eve@example.org'
+    assert out[2].raw == "Bob\tTab,bob@example.org"
+
+
+def test_a_name_from_first_and_last_name_columns_is_checked_as_joined():
+    out = parse("First Name,Last Name,E-mail Address\r\nEve,\"Doe\r\nBcc: all@example.org\",e@example.org\r\n"
+                "Ana,Dupont,a@example.org\r\n")
+    assert out[0].draft is None and out[0].error.startswith("name: must not contain a control character (found U+000D")
+    assert out[1].draft == ContactDraft(display_name="Ana Dupont", emails=("a@example.org",))
+
+
+def test_a_vcard_name_with_an_escaped_line_break_is_rejected_and_the_next_card_read():
+    cards = ("BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Eve\\nX-Injected: yes\r\nEMAIL:eve@example.org\r\nEND:VCARD\r\n"
+             "BEGIN:VCARD\r\nVERSION:3.0\r\nN:Eve;Doe\\r\\nBcc: x@example.org;;;\r\nEMAIL:d@example.org\r\n"
+             "END:VCARD\r\n"
+             "BEGIN:VCARD\r\nVERSION:3.0\r\nFN:Ana Dupont\r\nEMAIL:ana@example.org\r\nEND:VCARD\r\n")
+    out = list(parse_vcards(io.BytesIO(cards.encode())))
+    assert [o.error for o in out] == [
+        "name: must not contain a control character (found U+000A, e.g. a line break)",
+        "name: must not contain a control character (found U+000A, e.g. a line break)",  # \r is no vCard escape
+        None,
+    ]
+    assert "FN:Eve\\nX-Injected: yes" in out[0].raw
+    assert out[2].draft == ContactDraft(display_name="Ana Dupont", emails=("ana@example.org",))
+
+
 # -- file-level errors ----------------------------------------------------------------
 
 

@@ -14,6 +14,7 @@ import phonenumbers
 from email_validator import EmailNotValidError, validate_email
 
 from services.contacts.importing.model import ContactDraft, RawContact, RowOutcome
+from shared.text import control_character
 
 INTEREST_PATTERN = re.compile(r"[a-z0-9][a-z0-9_:-]{0,63}\Z")  # shared.events.InterestName
 MAX_NAME = 200  # ContactIn.name's limit: a longer name would fail later, in the store
@@ -203,7 +204,8 @@ def _unique(values):
 
 def contact_outcome(row: int, raw: str, c: RawContact, default_region: str = "FR") -> RowOutcome:
     """Invalid optional values are dropped; only the lack of any way to reach
-    the person rejects a row, with the reason naming the bad field."""
+    the person, or a name that cannot go in a mail header, rejects a row,
+    with the reason naming the bad field."""
     emails: list[str] = []
     phones: list[str] = []
     problems: list[str] = []
@@ -235,6 +237,13 @@ def contact_outcome(row: int, raw: str, c: RawContact, default_region: str = "FR
         name = next((n for n in (parseaddr(v)[0].strip() for v in c.emails if "<" in v) if n), "")
     if not name:
         name = emails[0].rpartition("@")[0] if emails else phones[0]
+    if (bad := control_character(name)) is not None:
+        # The name becomes the To: header's display name. A line break or a
+        # tab inside it (a multi-line cell, an escaped vCard \n) is refused
+        # like the API refuses it, not mended: the volunteer sees the row's
+        # raw text and decides what the name is.
+        return RowOutcome(row=row, draft=None, raw=raw,
+                          error=f"name: must not contain a control character (found {bad}, e.g. a line break)")
     draft = ContactDraft(
         display_name=name[:MAX_NAME],
         emails=_unique(emails),
