@@ -6,12 +6,10 @@ the offending value."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import json
 import logging
 import time
 from collections.abc import Callable
-from datetime import timedelta
 
 import nats
 import pytest
@@ -69,33 +67,8 @@ async def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 # -- 1. streams -------------------------------------------------------------------------
 
 
-async def test_ensure_streams_is_idempotent_and_updates_a_changed_config(nats_url):
-    feed, matcher = Bus(FEED, nats_url), Bus(MATCHER, nats_url)
-    await feed.start()
-    await matcher.start()  # a second service declares FEED again: no error
-    nc = await nats.connect(nats_url)
-    try:
-        js = nc.jetstream()
-        await feed.publish(MESSAGE_PUBLISHED, message(), msg_id="m-ok")
-        await feed.ensure_streams()  # and a third time, same config
-        info = await js.stream_info(FEED_STREAM.name)
-        assert info.config.max_age == pytest.approx(FEED_STREAM.max_age.total_seconds())
-        assert info.config.subjects == list(FEED_STREAM.subjects)
-
-        changed = dataclasses.replace(FEED_STREAM, max_age=timedelta(days=1))
-        await matcher.ensure_streams([changed])
-        info = await js.stream_info(FEED_STREAM.name)
-        assert info.config.max_age == pytest.approx(86400)
-        assert info.state.messages == 1  # updated in place, not recreated
-
-        await feed.ensure_streams()  # back to the catalogue's config
-        info = await js.stream_info(FEED_STREAM.name)
-        assert info.config.max_age == pytest.approx(FEED_STREAM.max_age.total_seconds())
-        assert info.state.messages == 1
-    finally:
-        await nc.close()
-        await feed.stop()
-        await matcher.stop()
+# Streams are applied by tools/streams.py, never by a service's bus:
+# tests/test_nats_stream_admin.py (idempotent apply, in-place update, refusals).
 
 
 # -- 2. malformed payloads --------------------------------------------------------------
