@@ -1,8 +1,10 @@
 """The only door between a service and NATS.
 
 ``Bus`` wraps FastStream's ``NatsBroker`` so that
-- streams are declared from the catalogue, in one place, idempotently
-  (add, or update when the config changed: a second start never fails);
+- a service never declares a stream: ``python -m tools.streams apply``
+  does, under its own NATS user, before the services start; a service only
+  checks that its streams exist (its NATS user may not create, update,
+  purge or delete one), and is not ready until they do;
 - a service publishes and subscribes only to subjects the catalogue
   declares, and only in the role (producer/consumer) declared for it;
 - every payload is validated against its model on the way out (by
@@ -25,7 +27,7 @@ from faststream import AckPolicy
 from faststream.security import SASLPlaintext
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
 from faststream.nats.annotations import NatsMessage
-from nats.js.errors import BadRequestError, NotFoundError
+from nats.js.errors import NotFoundError
 from pydantic import BaseModel, ValidationError
 
 from shared.catalogue import SubjectSpec, StreamSpec, streams_of
@@ -41,11 +43,20 @@ log = structlog.get_logger(__name__)
 E = TypeVar("E", bound=BaseModel)
 Handler = Callable[[E, NatsMessage], Awaitable[None]]
 
-STREAM_IN_USE = 10058  # JetStream: "stream name already in use with a different configuration"
+APPLY_STREAMS = "python -m tools.streams apply"
 
 
 class UndeclaredSubject(RuntimeError):
     """A service tried to use a subject outside its declared role."""
+
+
+class MissingStreams(RuntimeError):
+    """Streams a service needs do not exist: the streams step has not run."""
+
+    def __init__(self, service: str, names: list[str]) -> None:
+        self.names = names
+        super().__init__(f"{service} needs the streams {', '.join(names)}, which do not exist: "
+                         f"run `{APPLY_STREAMS}` (the Job `streams` in Kubernetes)")
 
 
 def _safe_loc(part: str | int) -> str:
@@ -77,10 +88,12 @@ def redelivery_delay(num_delivered: int, base: float = 1.0, cap: float = 300.0) 
 
 
 class Bus:
-    def __init__(self, service: str, nats_url: str, *, stream_replicas: int = 1,
-                 publish_timeout: float = 5.0, user: str | None = None, password: str | None = None) -> None:
+    def __init__(self, service: str, nats_url: str, *, publish_timeout: float = 5.0,
+                 user: str | None = None, password: str | None = None, stream_wait: float = 60.0) -> None:
         self.service = service
-        self.stream_replicas = stream_replicas
+        # How long a start waits for the streams step (in Kubernetes the Job
+        # runs beside the first pods) before failing with what is missing.
+        self.stream_wait = stream_wait
         # FastStream's default PubAck wait is 0.5 s: a busy JetStream (a
         # hundred thousand suggestions in flight) would fail publishes that
         # are merely queued.
@@ -111,8 +124,7 @@ class Bus:
         """The bus of a service, from its ``ServiceSettings``."""
         common = settings.common
         password = common.nats_password.get_secret_value() if common.nats_password else None
-        return cls(type(settings).service, common.nats_url, stream_replicas=common.stream_replicas,
-                   user=common.nats_user, password=password)
+        return cls(type(settings).service, common.nats_url, user=common.nats_user, password=password)
 
     # -- declaration ---------------------------------------------------------
 
@@ -315,23 +327,37 @@ class Bus:
 
     # -- lifecycle -----------------------------------------------------------------
 
-    async def ensure_streams(self, specs: Iterable[StreamSpec] | None = None) -> None:
+    async def missing_streams(self) -> list[str]:
+        """The streams this service touches that do not exist. Only looked
+        at (STREAM.INFO): its NATS user may not create or change one."""
         js = self.broker.connection.jetstream()
-        for stream in specs if specs is not None else streams_of(self.service):
-            config = stream.config(self.stream_replicas)
+        missing = []
+        for stream in streams_of(self.service):
             try:
-                await js.add_stream(config)
-            except BadRequestError as exc:
-                if exc.err_code != STREAM_IN_USE:
-                    raise
-                await js.update_stream(config)
-                log.info("stream.updated", stream=stream.name)
+                await js.stream_info(stream.name)
+            except NotFoundError:
+                missing.append(stream.name)
+        return missing
+
+    async def wait_for_streams(self) -> None:
+        """Wait up to ``stream_wait`` for the streams step, then fail naming
+        what is missing: subscribing to, or replaying, a stream that is not
+        there would fail later with a vaguer error."""
+        deadline = time.monotonic() + self.stream_wait
+        missing = await self.missing_streams()
+        if missing:
+            log.warning("stream.missing", streams=missing, hint=APPLY_STREAMS)
+        while missing:
+            if time.monotonic() > deadline:
+                raise MissingStreams(self.service, missing)
+            await asyncio.sleep(0.5)
+            missing = await self.missing_streams()
 
     async def connect(self) -> None:
-        """Connect and declare this service's streams (idempotent)."""
+        """Connect, and wait until this service's streams exist."""
         if self.broker._connection is None:
             await self.broker.connect()
-            await self.ensure_streams()
+            await self.wait_for_streams()
 
     async def start(self) -> None:
         await self.connect()
@@ -358,14 +384,10 @@ class Bus:
         conn = self.broker._connection
         if conn is None or not conn.is_connected:
             return False, "not connected to NATS"
-        js = conn.jetstream()
-        missing = []
-        for stream in streams_of(self.service):
-            try:
-                await js.stream_info(stream.name)
-            except NotFoundError:
-                missing.append(stream.name)
-        return (not missing, f"missing streams: {', '.join(missing)}" if missing else "connected")
+        missing = await self.missing_streams()
+        if missing:
+            return False, f"missing streams: {', '.join(missing)} (run `{APPLY_STREAMS}`)"
+        return True, "connected"
 
 
 class Replay:

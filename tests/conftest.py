@@ -24,6 +24,7 @@ from aiosmtpd.controller import Controller
 from psycopg import sql
 
 from tools.stack import free_port, nats_server_binary, wait_for_port
+from tools.streams import Applied, Outcome, apply
 
 PG_ADMIN_URL = os.environ.get("MAILLAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -38,14 +39,42 @@ class NatsServer:
     process: subprocess.Popen
 
 
-def start_nats(store: Path, port: int | None = None) -> NatsServer:
+def start_nats(store: Path, port: int | None = None, *, streams: bool = True) -> NatsServer:
+    """A nats-server with the catalogue's streams applied, as a deployment
+    has them before any service starts (services never declare a stream)."""
     port = port or free_port()
     proc = subprocess.Popen(
         [nats_server_binary(), "-a", "127.0.0.1", "-p", str(port), "-js", "-sd", str(store)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     wait_for_port(port, 10)
-    return NatsServer(f"nats://127.0.0.1:{port}", port, proc)
+    server = NatsServer(f"nats://127.0.0.1:{port}", port, proc)
+    if streams:
+        apply_streams_now(server.url)
+    return server
+
+
+def apply_streams_now(url: str, **kwargs) -> list[Applied]:
+    """``tools.streams.apply`` from sync code, whether or not an event loop
+    runs in this thread (fixtures are called from both)."""
+    outcome: list = []
+
+    def run() -> None:
+        try:
+            outcome.append(asyncio.run(apply(url, **kwargs)))
+        except BaseException as exc:  # re-raised in the caller's thread
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    if not outcome:
+        raise RuntimeError(f"applying the streams on {url} hung")
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    refused = [r for r in outcome[0] if r.outcome is Outcome.REFUSED]
+    assert not refused, refused
+    return outcome[0]
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ from pathlib import Path
 
 from shared.catalogue import SERVICES
 from tools.nats_permissions import DEFAULT_PATH, OPS_USER, password_variable
+from tools.streams import STREAMS_USER
 
 ROOT = Path(__file__).resolve().parent.parent
-USERS = (*SERVICES, OPS_USER)
+USERS = (*SERVICES, STREAMS_USER, OPS_USER)
 
 
 def secured_config(folder: Path, port: int) -> tuple[Path, dict[str, str]]:

@@ -20,9 +20,11 @@ from shared.bus import Bus, inbox_prefix
 from shared.catalogue import (
     CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, EMAIL_JOB, FEED, MATCHER, SERVICES, SUBJECTS, subject_matches,
 )
+from tests.conftest import apply_streams_now
 from tests.nats_auth import ROOT, secured_config, server_env
 from tools.nats_permissions import DEFAULT_PATH, main as permissions_main, permissions
 from tools.stack import free_port, nats_server_binary, wait_for_port
+from tools.streams import STREAMS_USER
 
 JOBS = EMAIL_JOB.stream.name  # DISPATCH_JOBS
 REFUSED = 1.0  # seconds a refused request waits for the reply that never comes
@@ -41,7 +43,9 @@ def secured(tmp_path) -> Iterator[Secured]:
     proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], env=server_env(passwords),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_port(port, 10)
-    yield Secured(f"nats://127.0.0.1:{port}", passwords)
+    url = f"nats://127.0.0.1:{port}"
+    apply_streams_now(url, user=STREAMS_USER, password=passwords[STREAMS_USER])  # the ops step, as in production
+    yield Secured(url, passwords)
     proc.terminate()
     proc.wait(10)
 

