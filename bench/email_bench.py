@@ -45,6 +45,7 @@ from shared.bus import Bus
 from shared.catalogue import CONTACTS, DISPATCH_JOBS_STREAM, EMAIL_JOB, EMAIL_RESULT
 from shared.events import EmailJob
 from tools.stack import free_port, nats_server_binary, wait_for_port
+from tools.streams import apply as apply_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 FROM = "relais@campagne.example"
@@ -242,6 +243,7 @@ async def run(n: int, pool: int, tmp: Path, profile: Path | None = None) -> None
     sink = None
     try:
         wait_for_port(nats_port, 10)
+        await apply_streams(f"nats://127.0.0.1:{nats_port}")  # the streams step: services never declare one
         sink = Sink(smtp_port)
         raw, raw_busy = await raw_loop(sink, n, pool)
         e2e, published, busy = await end_to_end(sink, f"nats://127.0.0.1:{nats_port}", n, pool, tmp, server.pid,

@@ -42,6 +42,7 @@ from shared.bus import Bus
 from shared.catalogue import CONTACTS, FEED, MESSAGE_PUBLISHED, PROFILES_STREAM, SUGGESTIONS_STREAM
 from shared.events import InterestProfile, MessagePublished, Variants
 from tools.stack import free_port, nats_server_binary, wait_for_port
+from tools.streams import apply as apply_streams
 
 ROOT = Path(__file__).resolve().parent.parent
 INTERESTS = ["education", "transport", "seniors", "health", "housing", "environment", "culture", "security",
@@ -113,8 +114,9 @@ async def run(volunteers: int, tmp: Path) -> None:
     try:
         wait_for_port(port, 10)
         url = f"nats://127.0.0.1:{port}"
+        await apply_streams(url)  # the deployment's streams step: services never declare one
         contacts = Bus(CONTACTS, url)
-        await contacts.connect()  # declares PROFILES (and contacts' other streams)
+        await contacts.connect()
         feed = Bus(FEED, url)
         await feed.connect()
         nc = await nats.connect(url)
