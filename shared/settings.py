@@ -24,6 +24,9 @@ class CommonSettings(BaseSettings):
         default=None, description="defaults to json in production, console in dev"
     )
     stream_replicas: int = Field(default=1, ge=1, le=5)
+    # shared.egress: host:port pairs exempt from the public-address rule, for
+    # local fakes only (make run, the tests); empty in production
+    egress_allow: str = Field(default="", description="MAILLAGE_EGRESS_ALLOW: host:port,… reached though not public")
 
     @property
     def resolved_log_format(self) -> str:
@@ -39,4 +42,9 @@ class ServiceSettings(BaseSettings):
 
     http_host: str = "127.0.0.1"
     http_port: int = Field(ge=0, le=65535)
+    # Refused with a 413 while the body streams in (shared/web/limits.py).
+    max_public_request_bytes: int = Field(default=64 * 1024, gt=0,
+                                          description="request body limit for a caller without a credential")
+    max_request_bytes: int = Field(default=1024 * 1024, gt=0,
+                                   description="request body limit for a signed-in caller (uploads have their own)")
     common: CommonSettings = Field(default_factory=CommonSettings, exclude=True)
