@@ -12,6 +12,11 @@ import time
 from typing import Any
 
 
+# Far above any link or session cookie we sign (a few hundred characters);
+# a longer token is not read, let alone hashed.
+MAX_TOKEN_CHARS = 4096
+
+
 class InvalidLink(ValueError):
     """Tampered, expired, or meant for another purpose."""
 
@@ -41,13 +46,24 @@ class LinkSigner:
         return f"{body}.{self._mac(purpose, body)}"
 
     def verify(self, purpose: str, token: str) -> dict[str, Any]:
-        body, _, mac = token.partition(".")
-        if not body or not hmac.compare_digest(mac, self._mac(purpose, body)):
+        """The payload, or InvalidLink and nothing else: a link arrives from
+        anyone's mail client or a hand-edited URL (any characters, any
+        length, any number of dots), and each malformed one is "not valid",
+        never an error page."""
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS or not token.isascii():
+            raise InvalidLink("this link is not valid")
+        body, dot, mac = token.partition(".")
+        if not body or not dot or not hmac.compare_digest(mac.encode(), self._mac(purpose, body).encode()):
             raise InvalidLink("this link is not valid")
         try:
             data = json.loads(_unb64(body))
-        except ValueError as exc:
+        except ValueError as exc:  # bad base64, bad UTF-8 and bad JSON are all ValueErrors
             raise InvalidLink("this link is not valid") from exc
-        if "exp" in data and data["exp"] < time.time():
+        if not isinstance(data, dict):
+            raise InvalidLink("this link is not valid")
+        exp = data.get("exp")
+        if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int | float)):
+            raise InvalidLink("this link is not valid")
+        if exp is not None and exp < time.time():
             raise InvalidLink("this link has expired")
         return data

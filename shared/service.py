@@ -3,7 +3,7 @@ plus the operations routes, served by uvicorn."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 
 import anyio
@@ -13,12 +13,13 @@ from fastapi import APIRouter, FastAPI
 
 from sqlalchemy.engine import Engine
 
-from shared.auth import Authenticator, authenticate_first, nobody
+from shared.auth import PUBLIC_PATHS, Authenticator, authenticate_first, nobody
 from shared.bus import Bus
 from shared.db import database_ready
 from shared.observability.http import ReadinessCheck, count_requests, ops_router
 from shared.observability.logging import configure_logging
 from shared.settings import ServiceSettings
+from shared.web.limits import BodyLimit, BodyLimits
 from shared.web.security import add_security_headers
 
 log = structlog.get_logger(__name__)
@@ -43,9 +44,12 @@ def create_service_app(
     create_schema: Callable[[Engine], None] | None = None,
     authenticate: Authenticator = nobody,
     public_prefixes: tuple[str, ...] = (),
+    body_limits: Mapping[str, int] | None = None,
 ) -> FastAPI:
     """With an ``engine``, the database joins the readiness checks, its
-    schema is created on start, and routes find it as ``app.state.engine``."""
+    schema is created on start, and routes find it as ``app.state.engine``.
+    ``body_limits``: path -> body limit for a signed-in caller, for the
+    routes that take more than ``settings.max_request_bytes`` (uploads)."""
     checks = dict(checks or {})
     if engine is not None:
         checks["database"] = lambda: anyio.to_thread.run_sync(database_ready, engine)
@@ -80,6 +84,10 @@ def create_service_app(
     for router in routers:
         app.include_router(router)
     authenticate_first(app, authenticate, public_prefixes)
+    # added after authentication, so it runs before it: nobody's body is read past the limit
+    app.add_middleware(BodyLimit, limits=BodyLimits(
+        public=settings.max_public_request_bytes, signed_in=settings.max_request_bytes,
+        routes=dict(body_limits or {}), public_paths=PUBLIC_PATHS, public_prefixes=public_prefixes))
     count_requests(app, bus.service)
     add_security_headers(app)
     return app
