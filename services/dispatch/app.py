@@ -21,6 +21,7 @@ def create_email_app(settings: EmailDispatchSettings | None = None) -> FastAPI:
         description="Sends one personal email per job through the campaign's SMTP relay.",
         routers=[bounce_api.router(bus, dispatcher.ledger)],
         authenticate=bounce_api.authenticator(settings),
+        body_limits=bounce_api.BODY_LIMITS,
         checks=dispatcher.checks(),
         on_start=[dispatcher.prepare],
         on_stop=[dispatcher.close],
