@@ -3,8 +3,7 @@ scheduler that publishes at embargo and withdraws at expiry."""
 
 from __future__ import annotations
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.feed import handlers, web
 from services.feed.api import messages, staff, taxonomy
@@ -40,16 +39,6 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
         after_start=[scheduler.start],
         on_stop=[scheduler.stop],
     )
-
-    @app.middleware("http")
-    async def limit_request_size(request: Request, call_next):
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > settings.max_request_bytes:
-            return JSONResponse(
-                {"detail": f"request body: {length} bytes, at most {settings.max_request_bytes}"},
-                status_code=413,
-            )
-        return await call_next(request)
 
     app.state.published_counter = MESSAGES_PUBLISHED
     app.state.scheduler = scheduler
