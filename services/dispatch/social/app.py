@@ -3,13 +3,13 @@ HTTP client, its worker, the service's operations routes."""
 
 from __future__ import annotations
 
-import httpx
 from fastapi import FastAPI
 
 from services.dispatch.social.settings import SocialDispatchSettings
 from services.dispatch.social.wiring import NETWORKS
 from services.dispatch.social.worker import SocialDispatcher
 from shared.bus import Bus
+from shared.egress import EgressPolicy, PinnedClient
 from shared.service import create_service_app
 
 
@@ -18,7 +18,8 @@ def create_social_app(channel: str, settings: SocialDispatchSettings | None = No
     network = NETWORKS[channel]
     settings = settings or network.settings()
     bus = Bus.for_service(settings)
-    http = httpx.AsyncClient(timeout=settings.http_timeout, follow_redirects=False)
+    # every connection passes the egress policy: instance and PDS URLs are the volunteers'
+    http = PinnedClient(EgressPolicy.of(settings.common), timeout=settings.http_timeout)
     dispatcher = SocialDispatcher(bus, settings, network.poster(http, settings), network.jobs, network.results)
     return create_service_app(
         settings=settings,
