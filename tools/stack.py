@@ -104,6 +104,8 @@ class StackConfig:
     log_format: str = "console"
     # where the Bluesky and X dispatchers post (a local fake in tests); None: the real networks
     social_api_url: str | None = None
+    # more host:port pairs a volunteer may name though not public (shared.egress), e.g. a test's own SMTP server
+    egress_allow: str = ""
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{getattr(self.ports, service)}"
@@ -144,9 +146,19 @@ def dev_transit_key(var: Path, channel: str) -> str:
     return json.loads((var / "dev-keys.json").read_text())[f"TRANSIT_KEY_{channel.upper()}"]
 
 
+def egress_allow(cfg: StackConfig) -> str:
+    """The local fakes a volunteer may name in a local run, and nothing else:
+    the SMTP sink (as their own server), the fake social networks, the config's own."""
+    allow = [f"127.0.0.1:{cfg.ports.smtp}"] if cfg.start_sink else []
+    if cfg.social_api_url:
+        allow.append(cfg.social_api_url.split("://", 1)[-1].rstrip("/"))
+    return ",".join([*allow, *filter(None, [cfg.egress_allow])])
+
+
 def processes(cfg: StackConfig) -> list[Proc]:
     p, var, py = cfg.ports, cfg.var.resolve(), sys.executable
     common = {
+        "MAILLAGE_EGRESS_ALLOW": egress_allow(cfg),
         "MAILLAGE_NATS_URL": f"nats://127.0.0.1:{p.nats}",
         "MAILLAGE_LOG_FORMAT": cfg.log_format,
         "PYTHONUNBUFFERED": "1",
