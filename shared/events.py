@@ -15,6 +15,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidatorFunctionWrapHandler, WrapValidator
 
+from shared.smtp_identity import SmtpIdentity
+from shared.text import HeaderText
+
 # Interests are taxonomy words ("education", "local:lyon"), never free text:
 # the pattern keeps names, addresses and sentences out of events.
 InterestName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_:-]{0,63}$")]
@@ -181,36 +184,73 @@ class RelayRequested(Event):
 AddressHash = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
 
 
-class EmailJob(Event):
-    """One email to one recipient. Carries PII: only contacts (producer) and
-    dispatch-email (consumer) may touch its subject."""
+class _EmailRouting(Event):
+    """What dispatch-email acts on before it opens a job, in clear: which
+    job (dedupe, the sent ledger), whose relay of which message (withdrawal,
+    the volunteer's rate, the result) and the address's keyed hash
+    (suppression). Nothing here names a person."""
 
-    schema_version: Literal[1] = 1
+    schema_version: Literal[2] = 2
     # sign_in: a single-use sign-in link mailed to a volunteer's own address
     kind: Literal["relay", "invitation", "sign_in"] = "relay"
     job_id: str = Field(min_length=1, max_length=64)
     relay_id: str = Field(min_length=1, max_length=64)
     message_id: str = Field(min_length=1, max_length=64)
     volunteer_id: str = Field(min_length=1, max_length=64)
-    sender_name: str = Field(min_length=1, max_length=200)
-    reply_to: RepeatedEmailStr
-    recipient_name: str = Field(max_length=200)
-    recipient_email: EmailStr
     recipient_hash: AddressHash = Field(description="keyed hash of the address, for the suppression check")
-    subject: str = Field(min_length=1, max_length=200)
+
+
+class EmailJob(_EmailRouting):
+    """One email to one recipient, as NATS carries and stores it: the ids in
+    clear, everything else sealed with the email channel's transit key
+    (``shared.sealed``), which only contacts and dispatch-email hold."""
+
+    sealed: str = Field(min_length=1, max_length=1_048_576, description=(
+        "EmailJobContent, sealed (AES-256-GCM, base64) with the email channel's key; the channel, job id, kind, "
+        "relay, message, volunteer and recipient hash bound as associated data"))
+
+
+class EmailJobContent(BaseModel):
+    """What an email job carries sealed: who writes to whom, what, and
+    through which account. Validated again once opened: the dispatcher
+    trusts a sealed field no more than a clear one."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    sender_name: HeaderText = Field(min_length=1, max_length=200)
+    reply_to: RepeatedEmailStr
+    recipient_name: HeaderText = Field(max_length=200)
+    recipient_email: EmailStr
+    # Campaign text for a relay, but an invitation's names the volunteer who writes: sealed alike.
+    subject: HeaderText = Field(min_length=1, max_length=200)
     body_text: str = Field(min_length=1, max_length=100_000)
-    unsubscribe_url: str = Field(min_length=1, max_length=2000, description="RFC 8058 one-click URL")
+    # a capability: whoever holds it unsubscribes the person
+    unsubscribe_url: HeaderText = Field(min_length=1, max_length=2000, description="RFC 8058 one-click URL")
     note: str | None = Field(default=None, max_length=2000, description="the volunteer's own words to this contact")
-    smtp_account: str | None = Field(
-        default=None, max_length=8000,
-        description="the volunteer's own SMTP account, sealed for transit (job id bound); none: the campaign's relay")
+    smtp_account: SmtpIdentity | None = Field(
+        default=None, description="the volunteer's own SMTP account; none: the campaign's relay")
+
+
+class OpenedEmailJob(_EmailRouting, EmailJobContent):
+    """An email job with its content: what contacts builds before sealing
+    and what dispatch-email renders after opening. Never published."""
+
+    def content(self) -> EmailJobContent:
+        return EmailJobContent.model_construct(**{name: getattr(self, name) for name in EmailJobContent.model_fields})
+
+    @classmethod
+    def of(cls, job: EmailJob, content: EmailJobContent) -> OpenedEmailJob:
+        # both halves are validated already: assembled without a second pass
+        return cls.model_construct(**{name: getattr(job, name) for name in _EmailRouting.model_fields},
+                                   **{name: getattr(content, name) for name in EmailJobContent.model_fields})
 
 
 class SocialPostJob(Event):
     """One post on one of the volunteer's own accounts (the subject says
-    which network). The account's credentials travel sealed with a key only
-    contacts and the social dispatchers hold, the job id bound as associated
-    data: NATS, its disk and its logs never see them in clear."""
+    which network). The account's credentials travel sealed with that
+    network's own transit key, which only contacts and that network's
+    dispatcher hold, the channel and job id bound as associated data: NATS,
+    its disk, its logs and the other dispatchers never see them in clear."""
 
     schema_version: Literal[1] = 1
     job_id: str = Field(min_length=1, max_length=64)

@@ -16,7 +16,9 @@ from services.feed.app import create_app as feed_app
 from services.feed.settings import FeedSettings
 from services.matcher.app import create_app as matcher_app
 from services.matcher.settings import MatcherSettings
+from shared.events import Channel
 from shared.settings import CommonSettings
+from tests.transit_keys import CONTACTS_TRANSIT_KEYS, TRANSIT_KEYS
 
 STAFF_TOKEN = "staff-token-for-tests-0123456789"
 PROVISIONING_TOKEN = "provisioning-token-for-tests-0123456789"
@@ -25,7 +27,8 @@ KEYS = {
     "master_key": base64.b64encode(b"m" * 32).decode(),
     "address_index_key": base64.b64encode(b"i" * 32).decode(),
     "link_key": base64.b64encode(b"l" * 32).decode(),
-    "credentials_key": base64.b64encode(b"k" * 32).decode(),
+    # one transit key per channel: contacts holds them all, each dispatcher its own
+    "transit_keys": CONTACTS_TRANSIT_KEYS,
 }
 
 
@@ -44,8 +47,9 @@ def build_apps(nats_url: str = "nats://127.0.0.1:1", db_url: str = "sqlite://",
         "matcher": matcher_app(MatcherSettings(common=common, quiet_start=0, quiet_end=0)),
         "dispatch-email": create_email_app(
             EmailDispatchSettings(from_address="relais@campagne.example", smtp_port=smtp_port, common=common,
-                                  ledger_url="sqlite:///:memory:", bounce_token=BOUNCE_TOKEN)
+                                  ledger_url="sqlite:///:memory:", bounce_token=BOUNCE_TOKEN,
+                                  transit_key=TRANSIT_KEYS[Channel.email])
         ),
         **{f"dispatch-{name}": create_social_app(name, network.settings(
-            credentials_key=KEYS["credentials_key"], common=common)) for name, network in NETWORKS.items()},
+            transit_key=TRANSIT_KEYS[Channel(name)], common=common)) for name, network in NETWORKS.items()},
     }

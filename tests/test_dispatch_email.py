@@ -16,6 +16,7 @@ from email.utils import parseaddr
 
 import nats
 import pytest
+from pydantic import SecretStr
 from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
@@ -35,8 +36,10 @@ from shared.catalogue import (
     MESSAGE_WITHDRAWN,
     SUPPRESSION_ADDED,
 )
-from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, MessageWithdrawn, Suppressed
+from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, MessageWithdrawn, OpenedEmailJob, Suppressed
+from shared.sealed import TransitSealer, seal_email
 from shared.settings import CommonSettings
+from tests.transit_keys import TRANSIT_KEYS
 from tests.conftest import SmtpRecorder
 from tools.stack import free_port
 
@@ -44,7 +47,12 @@ FROM = "relais@campagne.example"
 LIST_ID = "relais.campagne.example"
 
 
-def job(n: int = 1, **changes) -> EmailJob:
+# contacts seals every email job with the email channel's key; the dispatcher holds only that one
+SEALER = TransitSealer.from_secret(Channel.email, SecretStr(TRANSIT_KEYS[Channel.email]))
+
+
+def job(n: int = 1, **changes) -> OpenedEmailJob:
+    """A job as contacts builds it and dispatch-email reads it once opened."""
     fields = dict(
         job_id=f"job-{n}", relay_id="relay-1", message_id="m-ecoles", volunteer_id="vol-alice",
         sender_name="Alice Martin", reply_to="alice.martin@perso.example",
@@ -53,7 +61,27 @@ def job(n: int = 1, **changes) -> EmailJob:
         recipient_hash=address_hash(f"camille{n}@exemple.fr"),
         unsubscribe_url=f"https://campagne.example/desabonnement/job-{n}",
     )
-    return EmailJob(**{**fields, **changes})
+    return OpenedEmailJob(**{**fields, **changes})
+
+
+def sealed(opened: OpenedEmailJob) -> EmailJob:
+    """The job as NATS carries it."""
+    return seal_email(opened, SEALER)
+
+
+class SealingContacts:
+    """Stands in for contacts on the bus: an email job is sealed before it
+    is published, as contacts does; everything else goes as it is."""
+
+    def __init__(self, bus: Bus) -> None:
+        self.bus = bus
+
+    async def publish(self, spec, event, *tokens: str, msg_id: str) -> None:
+        await self.bus.publish(spec, sealed(event) if isinstance(event, OpenedEmailJob) else event, *tokens,
+                               msg_id=msg_id)
+
+    def __getattr__(self, name: str):
+        return getattr(self.bus, name)
 
 
 def address_hash(address: str) -> str:
@@ -63,6 +91,7 @@ def address_hash(address: str) -> str:
 
 def settings(smtp_host: str, smtp_port: int, nats_url: str = "nats://127.0.0.1:1", **more):
     more.setdefault("ledger_url", "sqlite:///:memory:")
+    more.setdefault("transit_key", TRANSIT_KEYS[Channel.email])
     return EmailDispatchSettings(
         from_address=FROM, list_id=LIST_ID, smtp_host=smtp_host, smtp_port=smtp_port, smtp_timeout=5,
         common=CommonSettings(nats_url=nats_url), **more,
@@ -211,7 +240,7 @@ async def dispatcher(
     await bus.start()
     await contacts.connect()
     try:
-        yield contacts, parts.suppressed
+        yield SealingContacts(contacts), parts.suppressed
     finally:
         await contacts.stop()
         await bus.stop()

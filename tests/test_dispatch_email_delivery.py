@@ -36,6 +36,7 @@ from tests.test_dispatch_email import (
     html_of,
     job,
     results,
+    sealed,
     settings,
     text_of,
 )
@@ -385,18 +386,11 @@ async def test_the_pool_logs_in_with_the_configured_account():
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # a test server, on loopback
 async def test_a_job_with_the_volunteers_own_account_goes_through_their_server(nats_url, smtp_server):
-    import base64
-
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    from pydantic import SecretStr
-
-    from shared.sealed import TransitSealer
     from tools.stack import free_port
 
-    key = base64.b64encode(b"k" * 32).decode()
-    sealer = TransitSealer.from_secret(SecretStr(key))
     account = {"host": "127.0.0.1", "security": "none", "username": "alice", "password": "mdp-alice",
                "from_address": "alice.martin@perso.example"}
 
@@ -409,9 +403,10 @@ async def test_a_job_with_the_volunteers_own_account_goes_through_their_server(n
     controller.start()
     account["port"] = port
     try:
-        via_own = job(1, smtp_account=sealer.seal("job-1", account))
-        lifted = job(2, smtp_account=sealer.seal("job-1", account))  # sealed for another job
-        async with dispatcher(nats_url, smtp_server, credentials_key=key) as (contacts, _):
+        via_own = sealed(job(1, smtp_account=account))
+        # job 1's sealed content (its account with it) lifted into another job
+        lifted = sealed(job(2)).model_copy(update={"sealed": via_own.sealed})
+        async with dispatcher(nats_url, smtp_server) as (contacts, _):
             for j in (via_own, lifted, job(3)):
                 await contacts.publish(EMAIL_JOB, j, msg_id=j.job_id)
             reported = {r.job_id: r for r, _ in await results(nats_url, 3)}
@@ -423,14 +418,14 @@ async def test_a_job_with_the_volunteers_own_account_goes_through_their_server(n
     assert own.envelopes == [("alice.martin@perso.example", ["camille1@exemple.fr"])]
     assert [m["To"] for m in smtp_server.recorder.messages] == ["Camille Dupont3 <camille3@exemple.fr>"]
     assert reported["job-1"].status is DeliveryStatus.delivered
-    assert (reported["job-2"].status, reported["job-2"].reason) == (DeliveryStatus.failed, "smtp_account_unreadable")
+    assert (reported["job-2"].status, reported["job-2"].reason) == (DeliveryStatus.failed, "unreadable")
     assert reported["job-3"].status is DeliveryStatus.delivered
 
 
 def test_an_own_account_never_sends_its_password_in_clear_over_a_network():
     from pydantic import ValidationError
 
-    from services.dispatch.own_smtp import OwnAccount
+    from shared.smtp_identity import SmtpIdentity as OwnAccount  # what a job's sealed content holds
 
     fields = dict(port=587, username="a", password="p", from_address="a@perso.example")
     assert OwnAccount(host="smtp.perso.example", security="starttls", **fields)

@@ -18,7 +18,9 @@ import nats
 
 from shared.bus import Bus
 from shared.catalogue import CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, EMAIL_JOB
-from tests.test_dispatch_email import FROM, job
+from shared.events import Channel
+from tests.transit_keys import TRANSIT_KEYS
+from tests.test_dispatch_email import FROM, job, sealed
 from tools.stack import free_port
 
 RECIPIENTS = 2000
@@ -32,6 +34,7 @@ def start_dispatcher(nats_url: str, smtp_port: int, ledger: Path, log: Path) -> 
         "MAILLAGE_NATS_URL": nats_url,
         "MAILLAGE_DISPATCH_EMAIL_HTTP_PORT": str(free_port()),
         "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": FROM,
+        "MAILLAGE_DISPATCH_EMAIL_TRANSIT_KEY": TRANSIT_KEYS[Channel.email],
         "MAILLAGE_DISPATCH_EMAIL_SMTP_PORT": str(smtp_port),
         "MAILLAGE_DISPATCH_EMAIL_SMTP_POOL_SIZE": str(POOL),
         "MAILLAGE_DISPATCH_EMAIL_LEDGER_URL": f"sqlite:///{ledger}",
@@ -59,7 +62,7 @@ async def test_sigkill_mid_relay_loses_nothing_and_duplicates_at_most_the_jobs_i
     ledger, log = tmp_path / "ledger.db", tmp_path / "dispatch.log"
     contacts = Bus(CONTACTS, nats_url)
     await contacts.connect()
-    jobs = [job(n) for n in range(RECIPIENTS)]
+    jobs = [sealed(job(n)) for n in range(RECIPIENTS)]
     await contacts.publish_many(EMAIL_JOB, ((j, (), j.job_id) for j in jobs))
     await contacts.stop()
 

@@ -17,7 +17,8 @@ from services.contacts.book import open_book
 from services.contacts.networks import connected_credentials, email_identity
 from services.contacts.store import NetworkAccount, Volunteer
 from services.contacts.sharing import share_links
-from services.dispatch.own_smtp import OwnAccount
+from shared.events import Channel
+from shared.smtp_identity import SmtpIdentity
 from tests.apps import contacts_settings
 from tests.test_http_api import loc_of, new_volunteer
 
@@ -123,8 +124,8 @@ def test_connect_see_and_disconnect_an_email_identity_without_showing_a_secret(c
         own = email_identity(session, book)
         assert connected_credentials(session, book) == {}  # not a social account: no post job for it
     # what a relay seals into each job is exactly what the dispatcher opens
-    sealer = contacts.app.state.sealer
-    opened = OwnAccount.model_validate(sealer.open("job-1", sealer.seal("job-1", own.transit())))
+    sealer = contacts.app.state.sealer[Channel.email]
+    opened = SmtpIdentity.model_validate(sealer.open("job-1", sealer.seal("job-1", own.transit())))
     assert (opened.host, opened.port, opened.password.get_secret_value()) == ("smtp.perso.example", 587,
                                                                               "smtp-secret-pass-99")
 

@@ -5,12 +5,12 @@ tokens reported for the volunteer to see."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import time
 
 import nats
 import pytest
+from pydantic import SecretStr
 
 from services.dispatch.social.app import create_social_app
 from services.dispatch.social.settings import BlueskyDispatchSettings, MastodonDispatchSettings, XDispatchSettings
@@ -25,20 +25,22 @@ from shared.catalogue import (
     X_JOB,
 )
 from shared.events import Channel, DeliveryStatus, DispatchResult, MessageWithdrawn, SocialPostJob
-from shared.sealed import TransitSealer
+from shared.sealed import TransitKeys, seal_post
 from shared.settings import CommonSettings
 from tests.fake_social import FakeSocial, Served
+from tests.transit_keys import CONTACTS_TRANSIT_KEYS, TRANSIT_KEYS
 
-KEY = base64.b64encode(b"k" * 32).decode()
-SEALER = TransitSealer(b"k" * 32)
+# contacts holds every network's key; each dispatcher only its own
+KEYS = TransitKeys.from_secret(SecretStr(CONTACTS_TRANSIT_KEYS))
 LINK = "https://campagne.example/ecoles"
 
 
-def job(n: int, creds: dict, sealed_for: str | None = None) -> SocialPostJob:
-    jid = f"job-{n}"
-    return SocialPostJob(job_id=jid, relay_id="relay-1", message_id="m-1", volunteer_id="vol-alice",
-                         text=f"Réunion n°{n} sur nos écoles", link=LINK,
-                         credentials=SEALER.seal(sealed_for or jid, creds))
+def job(n: int, creds: dict, network: str, sealed_for: str | None = None) -> SocialPostJob:
+    """A post job as contacts seals it for ``network`` (for another job's id: a lifted blob)."""
+    fields = dict(relay_id="relay-1", message_id="m-1", volunteer_id="vol-alice",
+                  text=f"Réunion n°{n} sur nos écoles", link=LINK)
+    made = seal_post(creds, KEYS[Channel(network)], job_id=sealed_for or f"job-{n}", **fields)
+    return made.model_copy(update={"job_id": f"job-{n}"})
 
 
 @pytest.fixture
@@ -53,8 +55,9 @@ async def running(channel: str, nats_url: str, fake: FakeSocial, **more):
     settings_class = {"mastodon": MastodonDispatchSettings, "bluesky": BlueskyDispatchSettings,
                       "x": XDispatchSettings}[channel]
     extra = {"bluesky": {"service_url": fake.url}, "x": {"api_url": fake.url}}.get(channel, {})
-    app = create_social_app(channel, settings_class(credentials_key=KEY, http_port=0, common=CommonSettings(
-        nats_url=nats_url), **extra, **more))
+    # the fake is reached through the allow-list, as `make run` reaches its fakes
+    app = create_social_app(channel, settings_class(transit_key=TRANSIT_KEYS[Channel(channel)], http_port=0, common=CommonSettings(
+        nats_url=nats_url, egress_allow=fake.allow()), **extra, **more))
     contacts = Bus(CONTACTS, nats_url)
     async with app.router.lifespan_context(app):
         await contacts.connect()
@@ -90,7 +93,7 @@ MASTODON = lambda fake, token="tok-alice": {"instance_url": fake.url, "access_to
 async def test_mastodon_dispatcher_posts_each_job_once_and_reports(nats_url, fake):
     async with running("mastodon", nats_url, fake) as contacts:
         for n in (1, 2):
-            j = job(n, MASTODON(fake))
+            j = job(n, MASTODON(fake), "mastodon")
             await contacts.publish(MASTODON_JOB, j, msg_id=j.job_id)
             await contacts.publish(MASTODON_JOB, j, msg_id=j.job_id)  # a retried publish: deduped
         got = await results(nats_url, "mastodon", 2)
@@ -103,7 +106,7 @@ async def test_a_429_is_waited_out_then_posted(nats_url, fake):
     fake.throttle, fake.retry_after = 1, "1"
     started = time.monotonic()
     async with running("x", nats_url, fake) as contacts:
-        j = job(1, {"access_token": "x-alice"})
+        j = job(1, {"access_token": "x-alice"}, "x")
         await contacts.publish(X_JOB, j, msg_id=j.job_id)
         (result,) = await results(nats_url, "x", 1)
     assert result.status is DeliveryStatus.delivered
@@ -116,7 +119,7 @@ async def test_an_account_pauses_when_its_window_is_nearly_spent(nats_url, fake)
     fake.window.reset_at = time.time() + 2.0
     async with running("mastodon", nats_url, fake) as contacts:
         for n in (1, 2):
-            j = job(n, MASTODON(fake))
+            j = job(n, MASTODON(fake), "mastodon")
             await contacts.publish(MASTODON_JOB, j, msg_id=j.job_id)
         got = await results(nats_url, "mastodon", 2)
     assert all(r.status is DeliveryStatus.delivered for r in got)
@@ -126,9 +129,9 @@ async def test_an_account_pauses_when_its_window_is_nearly_spent(nats_url, fake)
 
 async def test_revoked_credentials_are_a_permanent_failure_the_volunteer_sees(nats_url, fake):
     async with running("bluesky", nats_url, fake) as contacts:
-        bad = job(1, {"handle": "alice.bsky.social", "app_password": "zzzz-zzzz-zzzz-zzzz"})
-        lifted = job(2, {"handle": "alice.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"}, sealed_for="job-9")
-        good = job(3, {"handle": "alice.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"})
+        bad = job(1, {"handle": "alice.bsky.social", "app_password": "zzzz-zzzz-zzzz-zzzz"}, "bluesky")
+        lifted = job(2, {"handle": "alice.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"}, "bluesky", sealed_for="job-9")
+        good = job(3, {"handle": "alice.bsky.social", "app_password": "abcd-efgh-ijkl-mnop"}, "bluesky")
         for j in (bad, lifted, good):
             await contacts.publish(BLUESKY_JOB, j, msg_id=j.job_id)
         got = {r.job_id: r for r in await results(nats_url, "bluesky", 3)}
@@ -140,7 +143,7 @@ async def test_revoked_credentials_are_a_permanent_failure_the_volunteer_sees(na
 async def test_a_network_down_for_good_fails_after_max_deliver(nats_url, fake):
     fake.fail_5xx = 100
     async with running("x", nats_url, fake, max_deliver=2) as contacts:
-        j = job(1, {"access_token": "x-alice"})
+        j = job(1, {"access_token": "x-alice"}, "x")
         await contacts.publish(X_JOB, j, msg_id=j.job_id)
         (result,) = await results(nats_url, "x", 1)
     assert (result.status, result.reason) == (DeliveryStatus.failed, "http 503")
@@ -153,7 +156,7 @@ async def test_a_job_of_a_withdrawn_message_is_dropped_not_posted(nats_url, fake
     await feed.publish(MESSAGE_WITHDRAWN, MessageWithdrawn(message_id="m-1"), msg_id="m-1:withdrawn")
     await feed.stop()
     async with running("mastodon", nats_url, fake) as contacts:
-        j = job(1, MASTODON(fake))  # queued before the dispatcher heard of the withdrawal
+        j = job(1, MASTODON(fake), "mastodon")  # queued before the dispatcher heard of the withdrawal
         await contacts.publish(MASTODON_JOB, j, msg_id=j.job_id)
         (result,) = await results(nats_url, "mastodon", 1)
     assert (result.status, result.reason) == (DeliveryStatus.failed, "withdrawn")

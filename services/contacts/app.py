@@ -18,8 +18,9 @@ from shared.auth import hash_token
 from shared.bus import Bus
 from shared.db import make_engine
 from shared.links import InvalidLink
-from shared.sealed import TransitSealer
+from shared.sealed import TransitKeys
 from shared.service import create_service_app
+from shared.web.limits import upload_limit
 
 RELAYS = Counter("maillage_contacts_relays_total", "Relays clicked by volunteers.")
 
@@ -31,7 +32,7 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
     # the suggestion handler relays without a request (auto-relay): it gets
     # what the relay endpoint finds in app.state
     relayer = Relayer(engine, bus, settings, Keys.from_settings(settings),
-                      TransitSealer.from_secret(settings.credentials_key))
+                      TransitKeys.from_secret(settings.transit_keys))
     handlers.register(bus, engine, relayer)
     background: set[asyncio.Task] = set()
 
@@ -52,7 +53,8 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         engine=engine,
         create_schema=create_schema,
         authenticate=contacts_authenticator(engine, hash_token(settings.provisioning_token.get_secret_value())),
-        public_prefixes=("/auth/redeem", "/u/", "/consent/", *web.PUBLIC_PREFIXES),
+        public_prefixes=("/auth/redeem", "/auth/recover", "/u/", "/consent/", *web.PUBLIC_PREFIXES),
+        body_limits={path: upload_limit(settings.max_import_bytes) for path in ("/imports", f"{web.PREFIX}/import")},
         after_start=[start_retention],
         on_stop=[stop_background],
     )

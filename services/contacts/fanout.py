@@ -11,7 +11,7 @@ from services.contacts.book import Book
 from services.contacts.sharing import share_links
 from services.contacts.store import CampaignMessage, SentItem
 from shared.events import Channel, SocialPostJob
-from shared.sealed import TransitSealer
+from shared.sealed import TransitKeys, seal_post
 
 
 def post_text(msg: CampaignMessage) -> str:
@@ -22,16 +22,16 @@ def post_text(msg: CampaignMessage) -> str:
 
 
 def plan_posts(session: Session, book: Book, msg: CampaignMessage, relay_id: str,
-               sealer: TransitSealer) -> list[tuple[Channel, SocialPostJob]]:
+               sealer: TransitKeys) -> list[tuple[Channel, SocialPostJob]]:
     """One job per connected account, its credentials sealed for that job
-    only, and the volunteer's history row for it (kept if a retried click
+    only with that network's own key, and the volunteer's history row for it (kept if a retried click
     finds it already there: a result may have arrived)."""
     jobs = []
     for channel, creds in networks.connected_credentials(session, book).items():
         jid = domain.job_id(relay_id, book.volunteer_id, channel)
-        jobs.append((channel, SocialPostJob(
-            job_id=jid, relay_id=relay_id, message_id=msg.message_id, volunteer_id=book.volunteer_id,
-            text=post_text(msg), link=msg.link, credentials=sealer.seal(jid, creds))))
+        jobs.append((channel, seal_post(
+            creds, sealer[channel], job_id=jid, relay_id=relay_id, message_id=msg.message_id,
+            volunteer_id=book.volunteer_id, text=post_text(msg), link=msg.link)))
         if session.get(SentItem, jid) is None:
             session.add(SentItem(job_id=jid, relay_id=relay_id, contact_id=None, message_id=msg.message_id,
                                  channel=channel.value, status="queued"))

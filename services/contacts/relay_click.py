@@ -24,7 +24,7 @@ from shared.bus import Bus
 from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED, SOCIAL_JOBS
 from shared.db import in_session, insert_or_get, mark_once
 from shared.events import Channel, RelayRequested, utcnow
-from shared.sealed import TransitSealer
+from shared.sealed import TransitKeys
 
 TAKEOVER_SECONDS = 10.0
 
@@ -38,7 +38,7 @@ class Relayer:
     bus: Bus
     settings: ContactsSettings
     keys: Keys
-    sealer: TransitSealer
+    sealer: TransitKeys
 
 
 class Refusal(str, Enum):

@@ -1,7 +1,10 @@
 """The email dispatcher's NATS handler: one job, one email, one result.
 
 A job's life, in order:
-1. suppressed address or withdrawn message: reported failed, no email;
+1. suppressed address or withdrawn message: reported failed, no email
+   (both decided on the clear part: the job is opened only to be sent);
+   a job that does not open with the email key (another channel's,
+   tampered, lifted from another job): reported failed ``unreadable``;
 2. already in the sent ledger (a redelivery after a crash): reported
    delivered again (same ``Nats-Msg-Id``, so stored once), no email;
 3. the volunteer's rate: over it, the job is nacked with the delay its
@@ -26,25 +29,26 @@ from services.dispatch.email_domain import Outcome, classify_smtp_code, compose_
 from services.dispatch.email_limits import SendLimits
 from services.dispatch.ledger import Ledger, open_ledger
 from services.dispatch.settings import EmailDispatchSettings
-from services.dispatch.own_smtp import OwnAccounts, UnreadableAccount
+from services.dispatch.own_smtp import OwnAccounts
 from services.dispatch.smtp import SmtpPool
 from services.dispatch.withdrawals import WithdrawnMessages
 from shared.bus import Bus, Replay, redelivery_delay
 from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, SUPPRESSION_ADDED
-from shared.events import Channel, DeadLetter, DeliveryStatus, DispatchResult, EmailJob, Suppressed
-from shared.sealed import TransitSealer
+from shared.events import Channel, DeadLetter, DeliveryStatus, DispatchResult, EmailJob, OpenedEmailJob, Suppressed
+from shared.sealed import SealError, TransitSealer, open_email
 
 log = structlog.get_logger(__name__)
 
 EMAILS = Counter(
     "maillage_dispatch_emails_total",
     "Email jobs by outcome: delivered, failed (permanent or retries exhausted), retry, suppressed, "
-    "withdrawn, deferred (rate limit), already_sent (redelivered after a crash), dead (dead-lettered).",
+    "withdrawn, deferred (rate limit), already_sent (redelivered after a crash), dead (dead-lettered), "
+    "unreadable (does not open with the email transit key).",
     ["outcome"],
 )
 # labels() takes a lock and a dict lookup per call: the children, once.
 OUTCOME = {name: EMAILS.labels(name) for name in (
-    "delivered", "failed", "retry", "suppressed", "withdrawn", "deferred", "already_sent", "dead")}
+    "delivered", "failed", "retry", "suppressed", "withdrawn", "deferred", "already_sent", "dead", "unreadable")}
 
 # JetStream's own cap on deliveries, above our attempt budget: rate-limit
 # deferrals are deliveries too. A job reaching it is dead-lettered.
@@ -83,8 +87,8 @@ class EmailDispatcher:
         self.bus = bus
         self.settings = settings
         self.sender = SmtpPool(settings)
-        sealer = TransitSealer.from_secret(settings.credentials_key) if settings.credentials_key else None
-        self.own_accounts = OwnAccounts(sealer, settings.smtp_timeout)
+        self.sealer = TransitSealer.from_secret(Channel.email, settings.transit_key)
+        self.own_accounts = OwnAccounts(settings.smtp_timeout)
         self.ledger = ledger or open_ledger(settings.ledger_url)
         self.limits = SendLimits(settings, self.ledger)
         self.signer = signer_of(settings)
@@ -130,14 +134,14 @@ class EmailDispatcher:
 
     # -- one job -----------------------------------------------------------------
 
-    async def report(self, job: EmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
+    async def report(self, job: EmailJob | OpenedEmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
         result = DispatchResult(
             job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
             volunteer_id=job.volunteer_id, channel=Channel.email, status=status, reason=reason,
         )
         await self.bus.publish_fast(EMAIL_RESULT, result, msg_id=f"{job.job_id}:result")
 
-    def render(self, job: EmailJob, from_address: str | None = None) -> bytes:
+    def render(self, job: OpenedEmailJob, from_address: str | None = None) -> bytes:
         """From the campaign's address, DKIM-signed with its key; or, through
         the volunteer's own account, from their address, unsigned here."""
         if from_address is not None:
@@ -145,13 +149,12 @@ class EmailDispatcher:
         data = compose_bytes(job, self.from_address, self.settings.list_id)
         return self.signer.sign(data) if self.signer else data
 
-    async def route(self, job: EmailJob) -> tuple[SmtpPool, str, bytes]:
+    async def route(self, job: OpenedEmailJob) -> tuple[SmtpPool, str, bytes]:
         """The pool, envelope sender and bytes of this job's email."""
         if job.smtp_account is None:
             return self.sender, self.from_address, self.render(job)
-        account = self.own_accounts.open(job.job_id, job.smtp_account)
-        sender = str(account.from_address)
-        return await self.own_accounts.pool(account), sender, self.render(job, sender)
+        sender = str(job.smtp_account.from_address)
+        return await self.own_accounts.pool(job.smtp_account), sender, self.render(job, sender)
 
     async def handle(self, job: EmailJob, msg) -> None:
         await self.suppressed.replay.caught_up.wait()
@@ -161,16 +164,25 @@ class EmailDispatcher:
                 OUTCOME[skip].inc()
                 await self.report(job, DeliveryStatus.failed, skip)
                 return
+        try:
+            opened = open_email(job, self.sealer)
+        except SealError:
+            # terminated with a result, never retried (no key change makes it
+            # open later); the log names the job, never what it may hold
+            OUTCOME["unreadable"].inc()
+            log.warning("email.job_unreadable", job_id=job.job_id)
+            await self.report(job, DeliveryStatus.failed, "unreadable")
+            return
         if job.job_id in self.in_flight:
             await msg.nak(delay=self.settings.ack_wait)
             return
         self.in_flight.add(job.job_id)
         try:
-            await self.deliver(job, msg)
+            await self.deliver(opened, msg)
         finally:
             self.in_flight.discard(job.job_id)
 
-    async def deliver(self, job: EmailJob, msg) -> None:
+    async def deliver(self, job: OpenedEmailJob, msg) -> None:
         if await self.ledger.was_sent(job.job_id):
             OUTCOME["already_sent"].inc()
             await self.report(job, DeliveryStatus.delivered)
@@ -194,7 +206,7 @@ class EmailDispatcher:
             return
         await self.retry_or_bury(job, msg, code, reason)
 
-    async def wait_for_turn(self, job: EmailJob, msg) -> bool:
+    async def wait_for_turn(self, job: OpenedEmailJob, msg) -> bool:
         """True if the job was deferred (nacked until its turn)."""
         due = self.turns.pop(job.job_id, None)
         if due is not None:  # it comes back for the turn it reserved
@@ -213,12 +225,8 @@ class EmailDispatcher:
         await msg.nak(delay=wait)
         return True
 
-    async def send(self, job: EmailJob) -> tuple[Outcome, int | None, str | None]:
-        try:
-            pool, sender, data = await self.route(job)
-        except UnreadableAccount as exc:
-            log.warning("email.own_account_unreadable", job_id=job.job_id, reason=str(exc))
-            return Outcome.failed, None, "smtp_account_unreadable"
+    async def send(self, job: OpenedEmailJob) -> tuple[Outcome, int | None, str | None]:
+        pool, sender, data = await self.route(job)
         try:
             await pool.send(
                 sender, str(job.recipient_email), data,
@@ -232,7 +240,7 @@ class EmailDispatcher:
         except (aiosmtplib.SMTPException, OSError) as exc:
             return Outcome.retry, None, type(exc).__name__
 
-    async def retry_or_bury(self, job: EmailJob, msg, code: int | None, reason: str | None) -> None:
+    async def retry_or_bury(self, job: OpenedEmailJob, msg, code: int | None, reason: str | None) -> None:
         if job.smtp_account is None and (code is None or slows_down(code)):  # the relay's pace, not a volunteer's server
             self.limits.throttle.slow_down()
         failures = await self.ledger.add_failure(job.job_id)

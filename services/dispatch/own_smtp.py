@@ -1,10 +1,11 @@
 """Sending through the volunteer's own SMTP account instead of the campaign's relay.
 
 contacts keeps the account sealed with the volunteer's data key and puts it
-in each job sealed for transit (``shared.sealed.TransitSealer``: AES-GCM,
-the job id bound, a key only contacts and the dispatchers hold): JetStream
-and NATS only ever see the sealed form. The dispatcher opens it per job and
-keeps one persistent connection per account, the least recently used
+in each job's sealed content (``shared.sealed``: AES-GCM with the email
+channel's transit key, the job id bound; only contacts and dispatch-email
+hold that key): JetStream and NATS only ever see the sealed form. The job
+arrives here opened and validated (``SmtpIdentity``); this keeps one
+persistent connection per account, the least recently used
 closed beyond ``MAX_ACCOUNTS``. The email is then ``From:`` the volunteer's
 own address (their server would refuse another, and their provider signs
 it), so the campaign's DKIM key is not used."""
@@ -12,51 +13,31 @@ it), so the campaign's DKIM key is not used."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any
-
-from pydantic import ConfigDict, ValidationError
 
 from services.dispatch.smtp import SmtpAccount, SmtpPool
-from shared.sealed import SealError, TransitSealer
+from shared.egress import EgressPolicy
+from shared.settings import CommonSettings
 from shared.smtp_identity import SmtpIdentity
 
 MAX_ACCOUNTS = 256
 
 
-class UnreadableAccount(Exception):
-    """The sealed account does not open, or is not an SMTP account."""
-
-
-class OwnAccount(SmtpIdentity):
-    """What contacts seals into ``EmailJob.smtp_account`` (the shared model, frozen: a pool's key)."""
-
-    model_config = ConfigDict(frozen=True)
-
-
 class OwnAccounts:
-    def __init__(self, sealer: TransitSealer | None, timeout: float) -> None:
-        self.sealer, self.timeout = sealer, timeout
+    def __init__(self, timeout: float, egress: EgressPolicy | None = None) -> None:
+        self.timeout = timeout
+        # a volunteer names this server: every connection to it passes the
+        # egress policy (MAILLAGE_EGRESS_ALLOW when none is given)
+        self.egress = egress or EgressPolicy.of(CommonSettings())
         self.pools: OrderedDict[tuple, SmtpPool] = OrderedDict()
 
-    def open(self, job_id: str, sealed: str) -> OwnAccount:
-        if self.sealer is None:
-            raise UnreadableAccount("no credentials_key: this dispatcher cannot open volunteers' accounts")
-        try:
-            data: dict[str, Any] = self.sealer.open(job_id, sealed)
-            return OwnAccount.model_validate(data)
-        except SealError as exc:
-            raise UnreadableAccount(str(exc)) from None
-        except ValidationError:
-            raise UnreadableAccount("the sealed account is not a complete SMTP account") from None
-
-    async def pool(self, account: OwnAccount) -> SmtpPool:
+    async def pool(self, account: SmtpIdentity) -> SmtpPool:
         password = account.password.get_secret_value()
-        key = (account.host, account.port, account.username, password)
+        key = (account.host, account.port, account.security, account.username, password)
         pool = self.pools.pop(key, None)
         if pool is None:
             pool = SmtpPool(SmtpAccount(account.host, account.port, account.username, password,
                                         starttls=account.security == "starttls", tls=account.security == "tls",
-                                        timeout=self.timeout))
+                                        timeout=self.timeout, egress=self.egress))
             if len(self.pools) >= MAX_ACCOUNTS:
                 _, oldest = self.pools.popitem(last=False)
                 await oldest.close()

@@ -1,9 +1,10 @@
 from pathlib import Path
 
-from pydantic import EmailStr, Field, SecretStr, model_validator
+from pydantic import EmailStr, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import DISPATCH_EMAIL
+from shared.sealed import key_from_secret
 from shared.settings import ServiceSettings
 
 
@@ -41,14 +42,20 @@ class EmailDispatchSettings(ServiceSettings):
     # -- rate limits (0: none)
     rate_per_second: float = Field(default=50.0, ge=0, description="global, per replica")
     volunteer_rate_per_hour: float = Field(default=600.0, ge=0, description="per volunteer, across replicas' ledger")
-    # -- volunteers' own SMTP accounts
-    credentials_key: SecretStr | None = Field(
-        default=None, description="base64 32-byte key opening the accounts contacts seals into jobs "
-        "(the same Secret as MAILLAGE_CONTACTS_CREDENTIALS_KEY); unset: such jobs fail")
+    # -- what jobs carry about people
+    transit_key: SecretStr = Field(
+        description="base64 32-byte key opening email jobs (recipient, text, note, the volunteer's own SMTP "
+        "account): the email key of MAILLAGE_CONTACTS_TRANSIT_KEYS, and no other channel's")
     # -- the bounce endpoint
     bounce_token: SecretStr | None = Field(
         default=None, description="bearer token of POST /bounces; unset: the endpoint refuses everyone"
     )
+
+    @field_validator("transit_key")
+    @classmethod
+    def _a_key(cls, value: SecretStr) -> SecretStr:
+        key_from_secret(value, "transit_key")  # a bad key stops the start, not every job
+        return value
 
     @model_validator(mode="after")
     def _dkim_complete(self) -> "EmailDispatchSettings":

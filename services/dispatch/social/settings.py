@@ -1,24 +1,30 @@
 """Settings of the social dispatchers: one class per network, each its own
 ``MAILLAGE_DISPATCH_<NETWORK>_`` prefix, as each is its own process."""
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import DISPATCH_BLUESKY, DISPATCH_MASTODON, DISPATCH_X
+from shared.sealed import key_from_secret
 from shared.settings import ServiceSettings
 
 
-
 class SocialDispatchSettings(ServiceSettings):
-    credentials_key: SecretStr = Field(
-        description="base64 32-byte key opening the credentials contacts seals into each job "
-        "(the same Secret as MAILLAGE_CONTACTS_CREDENTIALS_KEY)"
+    transit_key: SecretStr = Field(
+        description="base64 32-byte key opening the credentials contacts seals into this network's jobs: "
+        "this network's key of MAILLAGE_CONTACTS_TRANSIT_KEYS, and no other channel's"
     )
     # A 429 or a paused window comes back as a redelivery: allow many, a
     # rate-limited job is late, not lost.
     max_deliver: int = Field(default=20, ge=1, description="attempts before a job is failed")
     rate_reserve: int = Field(default=1, ge=0, description="pause an account when its window has this many requests left")
     http_timeout: float = Field(default=20.0, gt=0)
+
+    @field_validator("transit_key")
+    @classmethod
+    def _a_key(cls, value: SecretStr) -> SecretStr:
+        key_from_secret(value, "transit_key")  # a bad key stops the start, not every job
+        return value
 
 
 class MastodonDispatchSettings(SocialDispatchSettings):

@@ -1,7 +1,9 @@
 """A social dispatcher's NATS handler: one job, at most one post, one result.
 
 Every network runs the same loop; only the adapter differs:
-- the credentials are opened (sealed by contacts for this job only);
+- the credentials are opened (sealed by contacts for this job only, with
+  this network's own key: a job that does not open fails as
+  ``credentials_unreadable``);
 - an account whose rate-limit window is nearly spent, or that got a 429,
   waits: the job is nacked with a delay until the window resets, instead
   of being tried (JetStream redelivers it then);
@@ -27,7 +29,7 @@ from services.dispatch.withdrawals import WithdrawnMessages
 from shared.bus import Bus, redelivery_delay
 from shared.catalogue import SubjectSpec
 from shared.events import Channel, DeliveryStatus, DispatchResult, SocialPostJob
-from shared.sealed import SealError, TransitSealer
+from shared.sealed import SealError, TransitSealer, open_credentials
 
 log = structlog.get_logger(__name__)
 
@@ -51,7 +53,8 @@ class SocialDispatcher:
         self.bus, self.poster, self.results = bus, poster, results
         self.network = poster.channel
         self.max_deliver = settings.max_deliver
-        self.sealer = TransitSealer.from_secret(settings.credentials_key)
+        # its own network's key only: another channel's jobs do not open here
+        self.sealer = TransitSealer.from_secret(self.network, settings.transit_key)
         self.throttle = Throttle(settings.rate_reserve)
         self.withdrawn = WithdrawnMessages(bus)
 
@@ -71,8 +74,8 @@ class SocialDispatcher:
         if await self.withdrawn.contains(job.message_id):
             return await self.finish(job, Outcome(Verdict.failed, "withdrawn"))
         try:
-            creds = self.sealer.open(job.job_id, job.credentials)
-        except SealError:
+            creds = open_credentials(job, self.sealer)
+        except SealError:  # terminated with a result, never retried: no key change makes it open later
             return await self.finish(job, Outcome(Verdict.failed, "credentials_unreadable"))
         wait = self.throttle.wait(account, time.time())
         if wait > 0:
