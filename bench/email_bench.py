@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import os
 import shutil
 import signal
@@ -40,10 +41,12 @@ from pathlib import Path
 import aiosmtplib
 import httpx
 import nats
+from pydantic import SecretStr
 
 from shared.bus import Bus
 from shared.catalogue import CONTACTS, DISPATCH_JOBS_STREAM, EMAIL_JOB, EMAIL_RESULT
-from shared.events import EmailJob
+from shared.events import Channel, EmailJob, OpenedEmailJob
+from shared.sealed import TransitSealer, seal_email
 from tools.stack import free_port, nats_server_binary, wait_for_port
 from tools.streams import apply as apply_streams
 
@@ -53,14 +56,25 @@ BODY = ("La fermeture de la classe de CM2 est annoncée pour la rentrée. **Réu
         "à l'école Jules-Ferry : venez avec vos questions, les élus seront là.\n\n") * 4
 
 
-def jobs(n: int, prefix: str) -> list[EmailJob]:
-    return [EmailJob(
+# the email channel's transit key of this run: the bench seals as contacts does, the dispatcher opens
+TRANSIT_KEY = base64.b64encode(os.urandom(32)).decode()
+SEALER = TransitSealer.from_secret(Channel.email, SecretStr(TRANSIT_KEY))
+
+
+def jobs(n: int, prefix: str) -> list[OpenedEmailJob]:
+    """Jobs as contacts builds them (and the dispatcher reads them once opened)."""
+    return [OpenedEmailJob(
         job_id=f"{prefix}-{i}", relay_id=f"{prefix}-relay", message_id="bench-message", volunteer_id=f"vol-{i % 50}",
         sender_name="Alice Martin", reply_to="alice.martin@perso.example",
         recipient_name=f"Camille Dupont{i}", recipient_email=f"camille{i}@exemple.fr",
         recipient_hash=f"{i:064x}", subject="Les écoles ont besoin de vous", body_text=BODY,
         unsubscribe_url=f"https://campagne.example/u/{prefix}-{i}", note="Je pense que ça t'intéresse !",
     ) for i in range(n)]
+
+
+def sealed_jobs(n: int, prefix: str) -> list[EmailJob]:
+    """The same jobs as NATS carries them, sealed before any clock starts (contacts' work, not the dispatcher's)."""
+    return [seal_email(j, SEALER) for j in jobs(n, prefix)]
 
 
 # -- the sink (its own process) ------------------------------------------------------------------
@@ -173,7 +187,8 @@ async def end_to_end(sink: Sink, nats_url: str, n: int, pool: int, tmp: Path,
            "MAILLAGE_DISPATCH_EMAIL_HTTP_PORT": str(http_port), "MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS": FROM,
            "MAILLAGE_DISPATCH_EMAIL_SMTP_PORT": str(sink.port), "MAILLAGE_DISPATCH_EMAIL_SMTP_POOL_SIZE": str(pool),
            "MAILLAGE_DISPATCH_EMAIL_LEDGER_URL": f"sqlite:///{tmp / 'ledger.db'}",
-           "MAILLAGE_DISPATCH_EMAIL_RATE_PER_SECOND": "0", "MAILLAGE_DISPATCH_EMAIL_VOLUNTEER_RATE_PER_HOUR": "0"}
+           "MAILLAGE_DISPATCH_EMAIL_RATE_PER_SECOND": "0", "MAILLAGE_DISPATCH_EMAIL_VOLUNTEER_RATE_PER_HOUR": "0",
+           "MAILLAGE_DISPATCH_EMAIL_TRANSIT_KEY": TRANSIT_KEY}
     log = open(tmp / "dispatch.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "services.dispatch", "email"], cwd=ROOT, env=env,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -190,7 +205,7 @@ async def end_to_end(sink: Sink, nats_url: str, n: int, pool: int, tmp: Path,
                 raise RuntimeError(f"dispatcher not ready: see {tmp / 'dispatch.log'}")
         contacts = Bus(CONTACTS, nats_url)
         await contacts.connect()
-        batch = jobs(n, "e2e")
+        batch = sealed_jobs(n, "e2e")
         spy = profiler(proc.pid, profile)
         sink.expect(n)
         pids = {"dispatcher": proc.pid, "sink": sink.proc.pid, "nats-server": nats_pid}
@@ -216,7 +231,7 @@ async def jetstream_floor(nats_url: str, n: int) -> tuple[float, float]:
     raw nats-py: the JetStream work no dispatcher can skip."""
     contacts = Bus(CONTACTS, nats_url)
     await contacts.connect()
-    await contacts.publish_many(EMAIL_JOB, ((j, (), j.job_id) for j in jobs(n, "floor")))
+    await contacts.publish_many(EMAIL_JOB, ((j, (), j.job_id) for j in sealed_jobs(n, "floor")))
     await contacts.stop()
     nc = await nats.connect(nats_url)
     js = nc.jetstream()
