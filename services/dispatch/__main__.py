@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> None:
         "scaled on its own; replicas of a channel share one JetStream consumer.",
         epilog="Settings come from MAILLAGE_DISPATCH_<CHANNEL>_* variables or .env, e.g. "
         "MAILLAGE_DISPATCH_EMAIL_SMTP_HOST, MAILLAGE_DISPATCH_EMAIL_FROM_ADDRESS, "
-        "MAILLAGE_DISPATCH_MASTODON_CREDENTIALS_KEY.",
+        "MAILLAGE_DISPATCH_MASTODON_TRANSIT_KEY (each channel its own key).",
     )
     parser.add_argument("channel", choices=CHANNELS, help="which channel to send on")
     channel = parser.parse_args(argv).channel

@@ -18,7 +18,7 @@ from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
 
-from shared.events import EmailJob
+from shared.events import OpenedEmailJob
 
 TEXT_TEMPLATE = """\
 Bonjour{% if first_name %} {{ first_name }}{% endif %},
@@ -96,7 +96,7 @@ class Templates:
         self._frames.clear()  # the probe's
         object.__setattr__(self, "_framed", framed)
 
-    def _values(self, job: EmailJob) -> dict:
+    def _values(self, job: OpenedEmailJob) -> dict:
         return dict(first_name=first_name(job.recipient_name), sender_name=job.sender_name,
                     note=(job.note or "").strip(), subject=job.subject, body_text=job.body_text,
                     unsubscribe_url=job.unsubscribe_url)
@@ -126,7 +126,7 @@ class Templates:
         return ("".join(values[p] if i % 2 else p for i, p in enumerate(text)),
                 "".join(escape(values[p]) if i % 2 else p for i, p in enumerate(html)))
 
-    def render(self, job: EmailJob) -> tuple[str, str]:
+    def render(self, job: OpenedEmailJob) -> tuple[str, str]:
         """(text, html) for one contact."""
         values = self._values(job)
         if not self._framed:
