@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.volunteer_accounts import new_volunteer
 from tests.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
@@ -33,11 +34,8 @@ def test_a_chosen_interest_reaches_the_mailbox_without_a_click_once(stack, smtp_
     staff = {"Authorization": f"Bearer {cfg.staff_token}"}
     with httpx.Client(timeout=10) as http:
         assert http.put(f"{feed}/taxonomy", headers=staff, json={"terms": TERMS}).status_code == 200
-        vol = http.post(f"{contacts}/admin/volunteers",
-                        json={"display_name": "Alice Martin", "email": "alice@benevoles.example"},
-                        headers={"Authorization": f"Bearer {cfg.provisioning_token}"})
-        assert vol.status_code == 201, vol.text
-        alice = {"Authorization": f"Bearer {vol.json()['token']}"}
+        alice = new_volunteer(http, cfg.provisioning_token, "Alice Martin", "alice@benevoles.example",
+                              contacts).auth
         for name, email, interests in (("Camille Durand", "camille.durand@exemple.fr", ["education", "transport"]),
                                        ("Inès Moreau", "ines.moreau@exemple.fr", ["education"])):
             r = http.post(f"{contacts}/contacts", headers=alice, json={

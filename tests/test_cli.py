@@ -17,6 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.volunteer_accounts import new_volunteer
 from tests.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
@@ -50,8 +51,8 @@ def test_help_teaches_with_examples():
 def test_import_shows_progress_and_the_rejected_rows(stack, tmp_path):
     cfg = stack.cfg
     url = cfg.url("contacts")
-    token = httpx.post(f"{url}/admin/volunteers", headers={"Authorization": f"Bearer {cfg.provisioning_token}"},
-                       json={"display_name": "Alice", "email": "alice@benevoles.example"}).json()["token"]
+    with httpx.Client(timeout=10) as http:
+        token = new_volunteer(http, cfg.provisioning_token, "Alice", "alice@benevoles.example", url).token
     csv = tmp_path / "contacts.csv"
     rows = ["First Name,Last Name,E-mail Address,Mobile Phone,Categories"]  # Outlook's export
     rows += [f"Contact,{i},contact{i}@exemple.fr,,education" for i in range(300)]
@@ -93,9 +94,9 @@ def test_help_teaches_relay_and_publish_with_examples():
 def test_staff_publish_and_a_volunteer_relays_from_the_command_line(stack, tmp_path):
     cfg = stack.cfg
     staff = {"MAILLAGE_FEED_URL": cfg.url("feed"), "MAILLAGE_STAFF_TOKEN": cfg.staff_token}
-    volunteer = httpx.post(f"{cfg.url('contacts')}/admin/volunteers",
-                           headers={"Authorization": f"Bearer {cfg.provisioning_token}"},
-                           json={"display_name": "Bob Nguyen", "email": "bob@benevoles.example"}).json()
+    with httpx.Client(timeout=10) as http:
+        volunteer = {"token": new_volunteer(http, cfg.provisioning_token, "Bob Nguyen", "bob@benevoles.example",
+                                            cfg.url("contacts")).token}
     bob = {"MAILLAGE_URL": cfg.url("contacts"), "MAILLAGE_TOKEN": volunteer["token"]}
     added = httpx.post(f"{cfg.url('contacts')}/contacts", headers={"Authorization": f"Bearer {volunteer['token']}"},
                        json={"name": "Inès Moreau", "emails": ["ines.moreau@exemple.fr"], "interests": ["education"],

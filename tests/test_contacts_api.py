@@ -208,27 +208,24 @@ def test_an_invite_code_becomes_a_token_once_and_nothing_is_stored_in_clear(cont
         session.commit()
     assert contacts.post("/auth/redeem", json={"code": late}).status_code == 400
 
-    # A new invitation to the same person re-keys the same account: the lost
-    # token stops working, the book stays hers.
+    # A new invitation to the same person is refused: provisioning never
+    # re-keys an account (issue 11, finding 1); her token and book stay hers.
     add_contact(contacts, bearer(token), "Camille Durand", "camille.durand@exemple.fr", ["education"])
-    code2 = contacts.post("/admin/invites", headers=PROVISIONING,
-                          json={"display_name": "Nadia B.", "email": "nadia.benali@benevoles.example"}).json()["code"]
-    r = contacts.post("/auth/redeem", json={"code": code2})
-    assert r.status_code == 200, r.text
-    assert r.json()["volunteer_id"] == volunteer_id
-    token2 = r.json()["token"]
-    assert contacts.get("/me", headers=bearer(token)).status_code == 401
-    assert [c["name"] for c in items(contacts, bearer(token2))] == ["Camille Durand"]
+    r = contacts.post("/admin/invites", headers=PROVISIONING,
+                      json={"display_name": "Nadia B.", "email": "nadia.benali@benevoles.example"})
+    assert r.status_code == 409, r.text
+    assert r.json()["detail"][0]["loc"] == ["body", "email"]
+    assert [c["name"] for c in items(contacts, bearer(token))] == ["Camille Durand"]
 
     # Tokens and codes are stored hashed: the strings are nowhere in the
     # database, their SHA-256 is.
-    secrets = {"token": token, "second token": token2, "code": code, "second code": code2, "late code": late}
+    secrets = {"token": token, "code": code, "late code": late}
     rows = all_rows(contacts.app.state.engine)
     dump = "\n".join(as_text(v) for table in rows.values() for row in table for v in row.values())
     for what, secret in secrets.items():
         assert secret not in dump, f"the {what} is stored in clear"
-    assert hash_token(token2) in dump and hash_token(code) in dump
-    assert [v["token_hash"] for v in rows["volunteer"]] == [hash_token(token2)]
+    assert hash_token(token) in dump and hash_token(code) in dump
+    assert [v["token_hash"] for v in rows["volunteer"]] == [hash_token(token)]
     if db_url.startswith("sqlite"):  # the files themselves, write-ahead log included
         path = Path(db_url.removeprefix("sqlite:///"))
         raw = b"".join(p.read_bytes() for p in path.parent.glob(path.name + "*"))

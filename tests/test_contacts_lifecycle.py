@@ -23,6 +23,7 @@ from shared.events import (
     utcnow,
 )
 from tests.apps import PROVISIONING_TOKEN, contacts_settings
+from tests.volunteer_accounts import new_volunteer
 from tests.waiting import poll
 
 
@@ -43,9 +44,8 @@ def publish(nats_url: str, service: str, spec, event, *tokens: str) -> None:
 
 
 def volunteer(contacts: TestClient, name: str = "Alice") -> tuple[str, dict]:
-    r = contacts.post("/admin/volunteers", headers={"Authorization": f"Bearer {PROVISIONING_TOKEN}"},
-                      json={"display_name": name, "email": f"{name.lower()}@benevoles.example"})
-    return r.json()["volunteer_id"], {"Authorization": f"Bearer {r.json()['token']}"}
+    made = new_volunteer(contacts, PROVISIONING_TOKEN, name, f"{name.lower()}@benevoles.example")
+    return made.volunteer_id, made.auth
 
 
 def message(message_id: str, **more) -> MessagePublished:

@@ -12,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import create_pg_database, drop_pg_database
+from tests.volunteer_accounts import new_volunteer
 from tests.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
@@ -45,13 +46,8 @@ def test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggrega
     cfg = stack.cfg
     staff = {"Authorization": f"Bearer {cfg.staff_token}"}
     with httpx.Client(timeout=10) as http:
-        vol = http.post(
-            f"{cfg.url('contacts')}/admin/volunteers",
-            json={"display_name": "Alice Martin", "email": "alice@benevoles.example"},
-            headers={"Authorization": f"Bearer {cfg.provisioning_token}"},
-        )
-        assert vol.status_code == 201, vol.text
-        alice = {"Authorization": f"Bearer {vol.json()['token']}"}
+        alice = new_volunteer(http, cfg.provisioning_token, "Alice Martin", "alice@benevoles.example",
+                              cfg.url("contacts")).auth
         for name, email, interests, consent in CONTACTS:
             r = http.post(f"{cfg.url('contacts')}/contacts", headers=alice,
                           json={"name": name, "emails": [email], "interests": interests, "consent": consent,

@@ -62,6 +62,7 @@ from shared.links import LinkSigner
 from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
 from tests.conftest import NatsServer, start_nats
 from tests.streams import stream_payloads
+from tests.volunteer_accounts import new_volunteer as invited_and_redeemed
 from tests.waiting import poll
 
 
@@ -72,10 +73,11 @@ OPS_PATHS = {
     "/docs", "/docs/oauth2-redirect", "/openapi.json", "/redoc",
 }
 # Contacts' routes that need no bearer token because they carry their own
-# signed proof (an invite code, a signed link from an email). Exactly these:
-# any other route must answer 401 without a token.
+# signed proof (an invite code, a signed link from an email), and the one
+# that mails a sign-in link to an account's own address (it answers everyone
+# alike). Exactly these: any other route must answer 401 without a token.
 PUBLIC_OPS = {
-    ("POST", "/auth/redeem"),
+    ("POST", "/auth/redeem"), ("POST", "/auth/recover"),
     ("GET", "/u/{token}"), ("POST", "/u/{token}"),
     ("GET", "/consent/{token}"), ("POST", "/consent/{token}"),
 }
@@ -162,10 +164,8 @@ def dispatch(nats_url: str) -> Iterator[TestClient]:
 
 
 def new_volunteer(contacts: TestClient, name: str, email: str) -> tuple[str, dict[str, str]]:
-    r = contacts.post("/admin/volunteers", headers=bearer(PROVISIONING_TOKEN),
-                      json={"display_name": name, "email": email})
-    assert r.status_code == 201, r.text
-    return r.json()["volunteer_id"], bearer(r.json()["token"])
+    made = invited_and_redeemed(contacts, PROVISIONING_TOKEN, name, email)
+    return made.volunteer_id, made.auth
 
 
 def add_contact(contacts: TestClient, auth: dict[str, str], name: str, email: str,
@@ -353,6 +353,7 @@ def example_body(method: str, path: str, ids: dict[str, Any]) -> dict[str, Any]:
         ("POST", "/admin/invites"): {"json": {"display_name": "Zoé Nouvelle", "email": "zoe@benevoles.example"}},
         ("POST", "/admin/volunteers"): {"json": {"display_name": "Yann Nouveau", "email": "yann@benevoles.example"}},
         ("POST", "/auth/redeem"): {"json": {"code": "c" * 32}},
+        ("POST", "/auth/recover"): {"json": {"email": "nobody.here@benevoles.example"}},
         ("PUT", "/me/profile"): {"json": {"shared_interests": None}},
         ("PUT", "/me/networks/{network}"): {"json": {"access_token": "x-token-0123456789", "handle": "@alice"}},
         ("POST", "/contacts"): {"json": {"name": "Théo Neuf", "emails": ["theo.neuf@exemple.fr"],

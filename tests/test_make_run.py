@@ -4,6 +4,7 @@ leaves no process behind when interrupted."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -56,13 +57,24 @@ def launch(var: Path, *extra: str) -> subprocess.Popen:
 
 
 def test_run_is_ready_seeded_and_idempotent(tmp_path: Path):
+    """The demo volunteers join by invitation (provisioning never chooses a
+    token): a second run prints the same tokens, kept in var/; with that
+    file lost, the seeder recovers each account by its emailed sign-in link
+    (through the local sink), which revokes the old token."""
     var = tmp_path / "var"
-    for attempt in (1, 2):
+    printed = []
+    for attempt in (1, 2, 3):
+        if attempt == 3:
+            (var / "demo-volunteers.json").unlink()
         proc = launch(var, "--ready-only")
         out, _ = proc.communicate(timeout=120)
         assert proc.returncode == 0, f"run {attempt} failed:\n{out}"
-        assert "Maillage is up" in out and "demo-volunteer-alice" in out, out
-        assert "already in use" not in out
+        assert "Maillage is up" in out and "already in use" not in out, out
+        alice = re.search(r"Alice Martin\s+(vol_[\w-]{40,})", out)
+        assert alice, out
+        printed.append(alice.group(1))
+    assert printed[0] == printed[1], "a second run must keep the demo tokens"
+    assert printed[2] != printed[0], "a lost token is replaced through a sign-in link, not re-used"
     assert any((var / "nats").rglob("*")), "JetStream keeps its data under var/nats"
     assert processes_mentioning(str(var)) == []
 

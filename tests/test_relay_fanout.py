@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from tests.fake_social import FakeSocial, Served
+from tests.volunteer_accounts import new_volunteer
 from tests.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
@@ -44,10 +45,7 @@ def stack(tmp_path: Path, smtp_server, fake):
 
 
 def volunteer(http: httpx.Client, cfg: StackConfig, name: str, email: str) -> dict[str, str]:
-    r = http.post(f"{cfg.url('contacts')}/admin/volunteers", json={"display_name": name, "email": email},
-                  headers={"Authorization": f"Bearer {cfg.provisioning_token}"})
-    assert r.status_code == 201, r.text
-    auth = {"Authorization": f"Bearer {r.json()['token']}"}
+    auth = new_volunteer(http, cfg.provisioning_token, name, email, cfg.url("contacts")).auth
     r = http.post(f"{cfg.url('contacts')}/contacts", headers=auth, json={
         "name": f"Ami de {name}", "emails": [f"ami.{email.split('@')[0]}@exemple.fr"], "interests": ["education"],
         "consent": "confirmed", "consent_proof": "said yes at the market"})

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         seconds = stack.start()
         demo = None if args.no_seed else seed(cfg.url("feed"), cfg.url("contacts"),
-                                              cfg.staff_token, cfg.provisioning_token)
+                                              cfg.staff_token, cfg.provisioning_token, cfg.var)
         print_welcome(cfg, seconds, demo)
         if not args.ready_only:
             stop.wait()
@@ -65,7 +65,7 @@ def print_welcome(cfg: StackConfig, seconds: float, demo: dict | None) -> None:
         f"  logs                {cfg.var}/log/",
     ]
     if demo:
-        lines += ["", "  demo volunteers (bearer tokens):"]
+        lines += ["", f"  demo volunteers (bearer tokens, kept in {cfg.var}/demo-volunteers.json):"]
         lines += [f"    {name:<14} {token}" for name, token in demo["volunteers"].items()]
         alice = next(iter(demo["volunteers"].values()))
         lines += [

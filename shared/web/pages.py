@@ -3,7 +3,7 @@ switch language, sign out, the redirect to sign in."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -98,6 +98,14 @@ def common_router(prefix: str, sign_in_path: str) -> APIRouter:
 
     @router.post("/sign-out")
     async def sign_out(request: Request):
+        """Ends every session of the account, not just this browser's
+        cookie: a copy of the cookie (another device, a captured one) must
+        not outlive the sign-out. The service's ``end_sessions`` checks the
+        session is current before it bumps the account's epoch, so a stale
+        cookie cannot sign anyone out."""
+        session = sessions_of(request).read(request)
+        if session is not None and session.sub is not None:
+            await request.app.state.web_end_sessions(request, session)
         response = RedirectResponse(f"{prefix}{sign_in_path}", status_code=303)
         sessions_of(request).clear(response)
         return response
@@ -105,11 +113,15 @@ def common_router(prefix: str, sign_in_path: str) -> APIRouter:
     return router
 
 
+EndSessions = Callable[[Request, WebSession], Awaitable[None]]
+
+
 def install(app: FastAPI, site: Site, sessions: Sessions, routers: Sequence[APIRouter], static: Path,
-            sign_in_path: str = "/sign-in") -> None:
+            end_sessions: EndSessions, sign_in_path: str = "/sign-in") -> None:
     """Mount a thin client on a service's app. Its routes stay out of the
-    OpenAPI document: they are pages, not the API."""
-    app.state.web_site, app.state.web_sessions = site, sessions
+    OpenAPI document: they are pages, not the API. ``end_sessions``: what
+    sign-out does to the account (bump its session epoch in the database)."""
+    app.state.web_site, app.state.web_sessions, app.state.web_end_sessions = site, sessions, end_sessions
     for router in (common_router(site.prefix, sign_in_path), *routers):
         app.include_router(router, include_in_schema=False)
     app.mount(f"{site.prefix}/static", StaticFiles(directory=static), name=f"{site.prefix}-static")

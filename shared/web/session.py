@@ -1,12 +1,17 @@
 """Web sessions: an HttpOnly, SameSite=Strict cookie holding a signed,
 expiring payload — who (an id, never a name or address), a fingerprint of
-the credential it came from, and the session's CSRF token. Nothing about a
-session is readable by page scripts, and nothing goes in browser storage.
+the credential it came from, the account's session epoch when it was
+opened, and the session's CSRF token. Nothing about a session is readable
+by page scripts, and nothing goes in browser storage.
 
 Why signed cookies rather than a session table: revocation still works,
-because every request re-checks the fingerprint against the account's
-current credential (a revoked staff token or a re-issued volunteer token
-ends every session built on it), and no service gains a table to migrate."""
+because every request re-checks the cookie against the account's row —
+the fingerprint against its current credential (a revoked staff token or a
+re-issued volunteer token ends every session built on it) and the epoch
+against its current epoch (sign-out, erasure and a new credential bump it,
+ending every session of the account at once, on every replica, since they
+all read the same row). A captured cookie is worth nothing after sign-out,
+and at most ``max_age`` (hours, not weeks) before."""
 
 from __future__ import annotations
 
@@ -37,6 +42,12 @@ class WebSession:
     csrf: str
     sub: str | None = None  # the signed-in account's id (None: not signed in yet)
     fp: str | None = None
+    ep: int | None = None  # the account's session epoch when signed in
+
+    def current(self, credential_hash: str | None, epoch: int) -> bool:
+        """Signed in, and still valid against the account's row as it is now."""
+        return (self.sub is not None and credential_hash is not None and self.ep == epoch
+                and hmac.compare_digest(fingerprint(credential_hash), self.fp or ""))
 
 
 class Sessions:
@@ -48,23 +59,34 @@ class Sessions:
         self.cookie, self.path, self.secure, self.max_age = cookie, path, secure, max_age
 
     def read(self, request: Request) -> WebSession | None:
-        raw = request.cookies.get(self.cookie)
-        if not raw:
+        """The cookie's session, or None for anything that is not one we
+        signed and still in date: a browser or an attacker may send any
+        bytes (non-ASCII, truncated, garbage), and each reads as "no session"
+        (the sign-in page), never as an error."""
+        return self.read_value(request.cookies.get(self.cookie))
+
+    def read_value(self, raw: str | None) -> WebSession | None:
+        if not raw or len(raw) > 4096 or not raw.isascii():
             return None
         try:
             data = self._signer.verify("session", raw)
-        except InvalidLink:
+        except (InvalidLink, TypeError, ValueError):  # UnicodeError and JSON errors are ValueErrors
             return None
-        return WebSession(csrf=data.get("csrf", ""), sub=data.get("sub"), fp=data.get("fp"))
+        if not isinstance(data, dict) or not isinstance(data.get("csrf"), str) or not isinstance(data.get("exp"), int):
+            return None
+        sub, fp, ep = data.get("sub"), data.get("fp"), data.get("ep")
+        if sub is not None and not (isinstance(sub, str) and isinstance(fp, str) and type(ep) is int):
+            return None
+        return WebSession(csrf=data["csrf"], sub=sub, fp=fp, ep=ep)
 
     @staticmethod
-    def new(sub: str | None = None, fp: str | None = None) -> WebSession:
+    def new(sub: str | None = None, fp: str | None = None, ep: int | None = None) -> WebSession:
         """A new session, with a new CSRF token: signing in rotates it."""
-        return WebSession(csrf=secrets.token_urlsafe(24), sub=sub, fp=fp)
+        return WebSession(csrf=secrets.token_urlsafe(24), sub=sub, fp=fp, ep=ep)
 
     def store(self, response: Response, session: WebSession) -> None:
         sub, fp = session.sub, session.fp
-        payload = {"csrf": session.csrf, **({"sub": sub, "fp": fp} if sub else {})}
+        payload = {"csrf": session.csrf, **({"sub": sub, "fp": fp, "ep": session.ep} if sub else {})}
         response.set_cookie(self.cookie, self._signer.sign("session", payload, ttl_seconds=self.max_age),
                             max_age=self.max_age, path=self.path, secure=self.secure, httponly=True,
                             samesite="strict")

@@ -33,4 +33,4 @@ def install(app: FastAPI, settings: ContactsSettings) -> None:
         app.state.engine, hash_token(settings.provisioning_token.get_secret_value()))
     install_site(app, Site.at(PREFIX, HERE, NAV), sessions,
                  [auth.router, inbox.router, book.router, imports.router, networks.router, profile.router,
-                  history.router], HERE / "static")
+                  history.router], HERE / "static", end_sessions=auth.end_sessions)

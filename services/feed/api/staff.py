@@ -16,6 +16,7 @@ from services.feed.store import AuditEntry, StaffAccount
 from shared.auth import hash_token, new_token
 from shared.db import in_session
 from shared.events import utcnow
+from shared.text import HeaderText
 
 me_router = APIRouter(tags=["staff"])
 router = APIRouter(prefix="/staff", tags=["staff"])
@@ -31,7 +32,7 @@ class Me(BaseModel):
 class AccountIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    name: str = Field(min_length=1, max_length=200, description="who this is, as the audit will say it")
+    name: HeaderText = Field(min_length=1, max_length=200, description="who this is, as the audit will say it")
     role: Role
 
 

@@ -28,4 +28,5 @@ def install(app: FastAPI, settings: FeedSettings) -> None:
     sessions = Sessions(key, cookie="maillage_staff", path="/", secure=settings.cookie_secure,
                         max_age=settings.session_hours * 3600)
     install_site(app, Site.at(PREFIX, HERE, NAV), sessions,
-                 [auth.router, messages.router, dashboard.router, taxonomy.router], HERE / "static")
+                 [auth.router, messages.router, dashboard.router, taxonomy.router], HERE / "static",
+                 end_sessions=auth.end_sessions)

@@ -1,6 +1,8 @@
-"""Staff sign in with their token; the session remembers the account and
-a fingerprint of the token, so revoking the account (or rotating the
-bootstrap token) ends the session at the next request."""
+"""Staff sign in with their token; the session remembers the account, a
+fingerprint of the token and the account's session epoch, so revoking the
+account, rotating the bootstrap token or signing out (on any device, any
+replica: the epoch is in the database) ends the session at the next
+request."""
 
 from __future__ import annotations
 
@@ -9,11 +11,14 @@ from fastapi.responses import RedirectResponse
 
 from services.feed.api.deps import require_role, settings, staff_authenticator
 from services.feed.domain import BOOTSTRAP, Actor, Role
-from services.feed.store import StaffAccount
+from sqlalchemy import update
+from sqlmodel import Session
+
+from services.feed.store import StaffAccount, StaffSessionEpoch
 from shared.auth import Principal, hash_token
-from shared.db import in_session
+from shared.db import in_session, insert_or_get
 from shared.web.pages import SignInRequired, render, site_of
-from shared.web.session import Sessions, csrf_protect, fingerprint, sessions_of
+from shared.web.session import Sessions, WebSession, csrf_protect, fingerprint, sessions_of
 
 router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Depends(csrf_protect)])
 
@@ -22,14 +27,25 @@ def bootstrap_hash(request: Request) -> str:
     return hash_token(settings(request).staff_token.get_secret_value())
 
 
-async def account_of(request: Request, actor_id: str) -> tuple[Actor, str] | None:
-    """The actor and the hash of its current token; None once revoked."""
+def epoch_of(session: Session, actor_id: str) -> int:
+    row = session.get(StaffSessionEpoch, actor_id)
+    return row.epoch if row is not None else 0
+
+
+async def account_of(request: Request, actor_id: str) -> tuple[Actor, str, int] | None:
+    """The actor, the hash of its current token and its session epoch;
+    None once revoked."""
     if actor_id == BOOTSTRAP.id:
-        return BOOTSTRAP, bootstrap_hash(request)
-    row = await in_session(request.app.state.engine, lambda s: s.get(StaffAccount, actor_id))
+        epoch = await in_session(request.app.state.engine, lambda s: epoch_of(s, actor_id))
+        return BOOTSTRAP, bootstrap_hash(request), epoch
+
+    def load(session: Session) -> tuple[StaffAccount | None, int]:
+        return session.get(StaffAccount, actor_id), epoch_of(session, actor_id)
+
+    row, epoch = await in_session(request.app.state.engine, load)
     if row is None or row.revoked_at is not None:
         return None
-    return Actor(id=row.id, name=row.name, role=row.role), row.token_hash
+    return Actor(id=row.id, name=row.name, role=row.role), row.token_hash, epoch
 
 
 async def web_actor(request: Request) -> Actor:
@@ -37,11 +53,30 @@ async def web_actor(request: Request) -> Actor:
     if session is None or session.sub is None:
         raise SignInRequired()
     found = await account_of(request, session.sub)
-    if found is None or fingerprint(found[1]) != session.fp:
+    if found is None or not session.current(found[1], found[2]):
         raise SignInRequired()
     actor = found[0]
     request.state.principal = Principal(actor.role, actor)  # what the API's role checks read
     return actor
+
+
+async def end_sessions(request: Request, session: WebSession) -> None:
+    """Sign-out: every console session of this account ends, on every
+    device and replica. Only a current session may do it (compare-and-set
+    on the epoch it carries)."""
+    found = await account_of(request, session.sub)
+    if found is None or not session.current(found[1], found[2]):
+        return
+
+    def bump(s: Session) -> None:
+        if s.get(StaffSessionEpoch, session.sub) is None:
+            insert_or_get(s, StaffSessionEpoch(actor_id=session.sub, epoch=0), StaffSessionEpoch, session.sub)
+        s.exec(update(StaffSessionEpoch).where(StaffSessionEpoch.actor_id == session.sub,
+                                               StaffSessionEpoch.epoch == session.ep)
+               .values(epoch=StaffSessionEpoch.epoch + 1))
+        s.commit()
+
+    await in_session(request.app.state.engine, bump)
 
 
 def allowed(request: Request, needed: Role) -> Actor:
@@ -61,8 +96,10 @@ async def sign_in(request: Request, token: str = Form(default="")):
     if principal is None or not isinstance(principal.account, Actor):
         t = site_of(request).catalog.translator(site_of(request).catalog.language(request))
         return render(request, "sign_in.html", 401, errors=[t("signin.bad_token")])
+    actor_id = principal.account.id
+    epoch = await in_session(request.app.state.engine, lambda s: epoch_of(s, actor_id))
     response = RedirectResponse(f"{site_of(request).prefix}/messages", status_code=303)
-    sessions_of(request).store(response, Sessions.new(principal.account.id, fingerprint(hash_token(token))))
+    sessions_of(request).store(response, Sessions.new(actor_id, fingerprint(hash_token(token)), epoch))
     return response
 
 

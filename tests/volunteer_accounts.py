@@ -1,0 +1,34 @@
+"""A volunteer account for a test, made the way the campaign makes one:
+provisioning creates the account and its invitation, the volunteer redeems
+it. Provisioning never gets a token (issue 11, finding 1), so every test
+that needs a signed-in volunteer goes through here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+
+@dataclass(frozen=True)
+class NewVolunteer:
+    volunteer_id: str
+    token: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+
+def new_volunteer(http: httpx.Client, provisioning_token: str, name: str, email: str,
+                  base_url: str = "") -> NewVolunteer:
+    """``http``: an httpx client or a TestClient; ``base_url``: the contacts
+    service's URL when the client has none."""
+    made = http.post(f"{base_url}/admin/volunteers", json={"display_name": name, "email": email},
+                     headers={"Authorization": f"Bearer {provisioning_token}"})
+    assert made.status_code == 201, made.text
+    assert "token" not in made.json()
+    redeemed = http.post(f"{base_url}/auth/redeem", json={"code": made.json()["code"]})
+    assert redeemed.status_code == 200, redeemed.text
+    assert redeemed.json()["volunteer_id"] == made.json()["volunteer_id"]
+    return NewVolunteer(redeemed.json()["volunteer_id"], redeemed.json()["token"])
