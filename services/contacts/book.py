@@ -17,11 +17,13 @@ from sqlmodel import Session, select
 from services.contacts.crypto import BookCipher, MasterKey, new_data_key
 from services.contacts.domain import (
     CONTACT_CHANNELS,
+    AddressBlocked,
     Consent,
     ConsentSource,
     ContactFields,
     ContactView,
     consent_transition,
+    stable_id,
 )
 from services.contacts.importing.model import ContactDraft
 from services.contacts.importing.normalize import normalize_email
@@ -33,14 +35,17 @@ from services.contacts.store import (
     ConsentRecord,
     ImportJob,
     InboxItem,
+    InvitationSent,
     Invite,
     NetworkAccount,
     Relay,
     SearchToken,
     SentItem,
+    Suppression,
     TaxonomyTerm,
     Volunteer,
 )
+from shared.db import insert_or_get
 from shared.blind_index import BlindIndex
 from shared.events import utcnow
 
@@ -210,6 +215,8 @@ def update_contact(session: Session, book: Book, contact: Contact, changes: dict
         )).first()
         if clash:
             raise DuplicateAddress(clash[1], clash[0])
+    if "emails" in changes:
+        refuse_closed_on_confirmed(session, book, contact.id, data["emails"])
     for key in ("locale", "commune", "region"):
         if key in changes:
             setattr(contact, key, changes[key])
@@ -217,6 +224,18 @@ def update_contact(session: Session, book: Book, contact: Contact, changes: dict
     session.add(contact)
     _write_indexes(session, book, contact, data, changes.get("interests", interests), changes.get("tags", tags))
     return contact
+
+
+def refuse_closed_on_confirmed(session: Session, book: Book, contact_id: str, emails: list[str]) -> None:
+    """An address a confirmed contact gains would be confirmed with it: the
+    same refusal as confirming it directly (AddressBlocked)."""
+    record = session.get(ConsentRecord, (contact_id, "email"))
+    if record is None or record.state != Consent.confirmed.value:
+        return
+    known = set(email_blinds(session, contact_id))
+    added = [b for b in (book.index.email(e) for e in emails) if b not in known]
+    if closed(session, contact_id, added):
+        raise AddressBlocked()
 
 
 def merge_draft(session: Session, book: Book, contact: Contact, draft: ContactDraft,
@@ -236,6 +255,8 @@ def merge_draft(session: Session, book: Book, contact: Contact, draft: ContactDr
     if (merged == data and new_interests == interests and new_tags == tags
             and all(getattr(contact, k) == v for k, v in clear.items())):
         return False
+    if merged["emails"] != data["emails"]:
+        refuse_closed_on_confirmed(session, book, contact.id, merged["emails"])
     for k, v in clear.items():
         setattr(contact, k, v)
     _seal(book, contact, merged)
@@ -244,10 +265,81 @@ def merge_draft(session: Session, book: Book, contact: Contact, draft: ContactDr
     return True
 
 
+# -- the campaign-wide rules on an address ---------------------------------------------
+#
+# A refusal, an unsubscribe or a bounce (Suppression), and the one invitation
+# an address may ever get (InvitationSent), are kept by keyed hash apart from
+# the books, so they hold in every book, for a contact deleted and added
+# again as much as for another volunteer's copy of the same person.
+
+FINAL_REASONS = frozenset({"unsubscribe", "bounce", "complaint"})  # what the dispatchers replay for good
+REFUSED = "refused"  # the person's "no" to an invitation: theirs to take back
+
+
+def invitation_claim(contact_id: str) -> str:
+    return stable_id("invitation-claim", contact_id)
+
+
+def email_blinds(session: Session, contact_id: str) -> list[str]:
+    return list(session.exec(select(ContactAddress.blind).where(
+        ContactAddress.contact_id == contact_id, ContactAddress.kind == "email")))
+
+
+def closed(session: Session, contact_id: str, blinds: list[str]) -> bool:
+    """True when the campaign-wide rules close one of these addresses to
+    this contact row: a suppression, or the one invitation already sent
+    from another row (another book, or this book before a delete). Both
+    read the same to the volunteer (domain.UNREACHABLE), so what they are
+    refused never tells them which it was."""
+    if not blinds:
+        return False
+    if session.exec(select(Suppression.blind).where(Suppression.blind.in_(blinds))).first() is not None:
+        return True
+    return session.exec(select(InvitationSent.blind).where(
+        InvitationSent.blind.in_(blinds), InvitationSent.claim != invitation_claim(contact_id))).first() is not None
+
+
+def claim_invitation(session: Session, contact_id: str, blind: str) -> bool:
+    """Take the address's one invitation for this contact row (committed
+    before the send, so two books inviting at once cannot both win); True
+    if it is this row's, which also lets this row retry a failed send."""
+    if session.get(Suppression, blind) is not None:
+        return False
+    mine = invitation_claim(contact_id)
+    row = insert_or_get(session, InvitationSent(blind=blind, claim=mine), InvitationSent, blind)
+    return row is not None and row.claim == mine
+
+
+def suppress_address(session: Session, blind: str, reason: str) -> None:
+    """Close an address campaign-wide. A final reason (unsubscribe, bounce)
+    replaces a refusal, which the person could otherwise lift while the
+    dispatchers still hold the address closed."""
+    row = insert_or_get(session, Suppression(blind=blind, reason=reason), Suppression, blind)
+    if row.reason == REFUSED and reason in FINAL_REASONS:
+        row.reason = reason
+        session.add(row)
+        session.commit()
+
+
+def lift_refusal(session: Session, blind: str) -> bool:
+    """The person said yes through their own link: their earlier "no" no
+    longer closes the address. An unsubscribe or a bounce stays (the
+    dispatchers keep it for good). True if the address is open now."""
+    row = session.get(Suppression, blind)
+    if row is not None and row.reason == REFUSED:
+        session.delete(row)
+        session.flush()
+        return True
+    return row is None
+
+
 def set_consent(session: Session, book: Book, contact_id: str, target: Consent, source: ConsentSource,
                 proof: str | None = None, channel: str = "email") -> ConsentRecord:
     record = session.get(ConsentRecord, (contact_id, channel))
     new_state = consent_transition(Consent(record.state), target, source, proof)
+    if (new_state is Consent.confirmed and record.state != new_state.value and source is ConsentSource.volunteer
+            and closed(session, contact_id, email_blinds(session, contact_id))):
+        raise AddressBlocked()
     if new_state.value != record.state or source is ConsentSource.contact:
         record.state, record.source, record.updated_at = new_state.value, source.value, utcnow()
         if target is Consent.invited:

@@ -10,8 +10,9 @@ from sqlalchemy import delete
 from sqlmodel import Session
 
 from services.contacts import auto_relay, networks
+from services.contacts import book as book_ops
 from services.contacts.relay_click import Relayer
-from services.contacts.store import CampaignMessage, InboxItem, SentItem, Suppression, TaxonomyTerm, Volunteer
+from services.contacts.store import CampaignMessage, InboxItem, SentItem, TaxonomyTerm, Volunteer
 from shared.bus import Bus
 from shared.catalogue import (
     DISPATCH_RESULT_SUBJECTS,
@@ -23,7 +24,7 @@ from shared.catalogue import (
     SUPPRESSION_ADDED,
     TAXONOMY_PUBLISHED,
 )
-from shared.db import in_session, insert_or_get
+from shared.db import in_session
 from shared.events import (
     BounceReported,
     Channel,
@@ -144,8 +145,7 @@ def register(bus: Bus, engine: Engine, relayer: Relayer) -> None:
         unsubscribe is, and the job's history row says why it failed."""
 
         def save(session: Session) -> None:
-            insert_or_get(session, Suppression(blind=event.address_hash, reason="bounce"),
-                          Suppression, event.address_hash)
+            book_ops.suppress_address(session, event.address_hash, "bounce")
             item = session.get(SentItem, event.job_id)
             if item is not None:
                 item.status, item.reason = "failed", f"bounce {event.status}"

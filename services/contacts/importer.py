@@ -66,10 +66,11 @@ def _blinds(book: Book, draft: ContactDraft) -> list[str]:
     return [book.index.email(e) for e in draft.emails] + [book.index.phone(p) for p in draft.phones]
 
 
-def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> list[tuple[str, str | None]]:
+def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> list[tuple]:
     """A chunk of parsed rows into the book, with one lookup of every
     address hash of the chunk and bulk inserts of what is new: (outcome,
-    contact id) per row."""
+    contact id) per row, and the reason after them when the book refused
+    a row the file gave well."""
     vid = book.volunteer_id
     known = book_ops.taxonomy(session)
     drafts = [_taxonomy_split(o.draft, known) if o.draft else None for o in outcomes]
@@ -104,7 +105,12 @@ def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> lis
         contacts = {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(ids)))}
         tags = book_ops.tags_of_many(session, ids)
         for n, cid in merges:
-            changed = book_ops.merge_draft(session, book, contacts[cid], drafts[n], tags[cid])
+            try:
+                changed = book_ops.merge_draft(session, book, contacts[cid], drafts[n], tags[cid])
+            except domain.AddressBlocked as exc:
+                # a confirmed contact would gain an address the campaign-wide rules close
+                results[n] = ("rejected", cid, f"emails: {exc}")
+                continue
             if changed:
                 tags[cid] = book_ops.tags_of(session, cid)
             results[n] = ("merged" if changed else "unchanged", cid)
@@ -161,9 +167,10 @@ def run_import(engine: Engine, master: MasterKey, index: BlindIndex, volunteer_i
                 rows = parse_file(reader, filename, mapping=mapping, delimiter=delimiter)
                 while chunk := list(itertools.islice(rows, CHUNK)):
                     report = []
-                    for outcome, (result, contact_id) in zip(chunk, apply_chunk(session, book, chunk), strict=True):
+                    for outcome, (result, contact_id, *why) in zip(chunk, apply_chunk(session, book, chunk),
+                                                                   strict=True):
                         sealed = (book.cipher.seal(f"import:{job_id}:{outcome.row}",
-                                                   {"raw": outcome.raw, "error": outcome.error})
+                                                   {"raw": outcome.raw, "error": why[0] if why else outcome.error})
                                   if result == "rejected" else None)
                         report.append({"import_id": job_id, "row": outcome.row, "outcome": result,
                                        "contact_id": contact_id, "sealed": sealed})

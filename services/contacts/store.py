@@ -139,11 +139,26 @@ class ConsentEvent(ContactsTable, table=True):
 
 
 class Suppression(ContactsTable, table=True):
-    """Campaign-wide: this address must never be written to again."""
+    """Campaign-wide: this address must not be written to, invited, or
+    marked confirmed by any volunteer. ``reason``: unsubscribe and bounce
+    are for good (the dispatchers replay them forever); refused (the
+    person's "no" to an invitation) only the person lifts, by saying yes
+    through their own link."""
 
     blind: str = Field(primary_key=True, max_length=64)
     reason: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class InvitationSent(ContactsTable, table=True):
+    """Campaign-wide: this address (keyed hash) has had its one invitation,
+    whichever book or contact row sent it. ``claim`` names the contact row
+    that sent it (a hash of its id), so that row alone may retry a send
+    that failed midway; no volunteer id is kept here."""
+
+    blind: str = Field(primary_key=True, max_length=64)
+    claim: str = Field(max_length=64)
+    at: datetime = Field(default_factory=utcnow)
 
 
 class DeliveryLedger(ContactsTable, table=True):

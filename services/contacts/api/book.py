@@ -20,7 +20,7 @@ from services.contacts.api.deps import conflict, current_volunteer, keys, not_fo
 from services.contacts.book import Book, DuplicateAddress, PageQuery
 from services.contacts.domain import Consent, ConsentRuleError, ConsentSource, ContactIn, ContactPatch
 from services.contacts.importing.export import write_contacts_csv
-from services.contacts.store import CampaignMessage, ConsentRecord, Contact, Suppression, TaxonomyTerm, Volunteer
+from services.contacts.store import CampaignMessage, ConsentRecord, Contact, TaxonomyTerm, Volunteer
 from shared.catalogue import EMAIL_JOB
 from shared.errors import field_error
 from shared.events import Channel, EmailJob, InterestName, OpenedEmailJob
@@ -116,6 +116,8 @@ async def add_contact(body: ContactIn, request: Request, vol: Volunteer = Depend
             contact = book_ops.create_contact(session, book, body, body.consent, body.consent_proof)
         except DuplicateAddress as exc:
             raise already_in_book(exc) from exc
+        except domain.AddressBlocked as exc:
+            raise field_error("body", "consent", str(exc)) from exc
         except ConsentRuleError as exc:
             raise field_error("body", "consent_proof", str(exc)) from exc
         session.commit()
@@ -212,6 +214,8 @@ async def edit_contact(contact_id: str, body: ContactPatch, request: Request,
             book_ops.update_contact(session, book, contact, body.model_dump(exclude_unset=True))
         except DuplicateAddress as exc:
             raise already_in_book(exc) from exc
+        except domain.AddressBlocked as exc:
+            raise field_error("body", "emails", str(exc)) from exc
         session.commit()
         return _out(session, book, contact)
 
@@ -281,12 +285,17 @@ async def invite_contact(contact_id: str, body: InviteContactIn, request: Reques
         if not data["emails"]:
             raise conflict("emails: this contact has no email address")
         blind = k.index.email(data["emails"][0])
-        if session.get(Suppression, blind):
-            raise conflict("emails: this person asked not to receive campaign email")
         message = session.get(CampaignMessage, body.message_id) if body.message_id else None
         if body.message_id and message is None:
             raise not_found("message")
-        link = k.links.sign("consent", {"v": vol.id, "c": contact.id, "ch": "email"}, ttl_seconds=60 * 86400)
+        # One invitation per address, ever, campaign-wide; the refusal reads
+        # the same whether the person said no, unsubscribed, bounced, or was
+        # invited from another book (domain.UNREACHABLE says why).
+        if not book_ops.claim_invitation(session, contact.id, blind):
+            raise conflict(f"emails: {domain.UNREACHABLE}")
+        # the address hash lets the person's "no" hold even if this contact is deleted meanwhile
+        link = k.links.sign("consent", {"v": vol.id, "c": contact.id, "ch": "email", "b": blind},
+                            ttl_seconds=60 * 86400)
         unsubscribe = k.links.sign("unsubscribe", {"v": vol.id, "c": contact.id, "b": blind})
         subject, text = domain.invitation_email(
             volunteer=vol.display_name, campaign=cfg.campaign_name,

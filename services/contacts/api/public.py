@@ -15,9 +15,9 @@ from services.contacts.api.deps import keys
 from services.contacts.api.accounts import publish_profile
 from services.contacts.book import open_book
 from services.contacts.domain import Consent, ConsentSource
-from services.contacts.store import Contact, ConsentRecord, Suppression, Volunteer
+from services.contacts.store import Contact, ConsentRecord, Volunteer
 from shared.catalogue import SUPPRESSION_ADDED
-from shared.db import in_session, insert_or_get
+from shared.db import in_session
 from shared.events import Suppressed
 from shared.links import InvalidLink
 
@@ -48,7 +48,7 @@ async def suppress(request: Request, payload: dict, reason: str) -> None:
     k = keys(request)
 
     def record(session: Session) -> None:
-        insert_or_get(session, Suppression(blind=payload["b"], reason=reason), Suppression, payload["b"])
+        book_ops.suppress_address(session, payload["b"], reason)
         contact = session.get(Contact, payload["c"])
         vol = session.get(Volunteer, payload["v"])
         if contact is not None and vol is not None and vol.wrapped_key is not None:
@@ -91,23 +91,49 @@ async def consent_page(token: str, request: Request) -> HTMLResponse:
 
 @router.post("/consent/{token}", response_class=HTMLResponse, summary="Accept or refuse")
 async def consent_answer(token: str, request: Request, answer: str = Form(pattern="^(yes|no)$")) -> HTMLResponse:
+    """A "no" closes the address campaign-wide (every book: no invitation,
+    no relay, no volunteer may confirm it), even when the volunteer deleted
+    the contact meanwhile. Only the person takes it back: a later "yes"
+    through this same link reopens it, unless they also unsubscribed or
+    the address bounced, which stay for good."""
     k = keys(request)
     payload = k.links.verify("consent", token)  # InvalidLink: a 400 page
     target = Consent.confirmed if answer == "yes" else Consent.withdrawn
 
-    def record(session: Session) -> bool:
+    def record(session: Session) -> str:
         vol = session.get(Volunteer, payload["v"])
         record = session.get(ConsentRecord, (payload["c"], payload["ch"]))
-        if vol is None or vol.wrapped_key is None or record is None:
-            return False
-        book = open_book(session, k.master, k.index, vol)
+        exists = vol is not None and vol.wrapped_key is not None and record is not None
+        book = open_book(session, k.master, k.index, vol) if exists else None
+        blind = payload.get("b")
+        if blind is None and exists:  # a link made before it carried the address hash
+            blind = next(iter(book_ops.email_blinds(session, payload["c"])), None)
+        if target is Consent.withdrawn and blind is not None:
+            book_ops.suppress_address(session, blind, book_ops.REFUSED)
+        if not exists:
+            return "refused" if target is Consent.withdrawn and blind is not None else "gone"
+        if target is Consent.confirmed and blind is not None and not book_ops.lift_refusal(session, blind):
+            session.rollback()
+            return "closed"
         book_ops.set_consent(session, book, payload["c"], target, ConsentSource.contact)
         session.commit()
-        return True
+        return "done"
 
-    if not await in_session(request.app.state.engine, record):
+    outcome = await in_session(request.app.state.engine, record)
+    if outcome == "gone":
         return page("Ce contact n'existe plus", "This contact no longer exists", status=410)
-    await publish_profile(request, payload["v"])
+    if outcome == "closed":
+        return page("Cette adresse ne reçoit plus rien de cette campagne",
+                    "This address receives nothing more from this campaign",
+                    "<p>Vous vous êtes désinscrit(e), ou nos courriels vous sont revenus : cela reste valable.</p>"
+                    "<p lang=en>You unsubscribed, or our emails came back undelivered: that stays in force.</p>")
+    if outcome == "done":
+        await publish_profile(request, payload["v"])
     if target is Consent.confirmed:
         return page("Merci, c'est noté", "Thank you, noted")
-    return page("C'est noté : vous ne recevrez rien", "Noted: you will receive nothing")
+    return page("C'est noté : vous ne recevrez rien de cette campagne",
+                "Noted: you will receive nothing from this campaign",
+                "<p>Aucun bénévole ne pourra plus vous inviter ni vous écrire par Maillage. "
+                "Si vous changez d'avis, ce même lien vous permet d'accepter.</p>"
+                "<p lang=en>No volunteer can invite you or write to you through Maillage any more. "
+                "If you change your mind, this same link lets you accept.</p>")
