@@ -64,7 +64,10 @@ def test_roles_accounts_and_audit(feed: TestClient, nats_url: str):
     r = feed.post("/drafts", headers=editor, json=message())
     assert r.status_code == 201, r.text
     draft = r.json()
-    assert (draft["state"], draft["created_by"], draft["stats"]) == ("draft", me["id"], None)
+    hidden = {"value": None, "suppressed": True}
+    assert (draft["state"], draft["created_by"]) == ("draft", me["id"])
+    assert draft["stats"] == dict.fromkeys(("volunteers_suggested", "relays", "emails_queued", "emails_delivered",
+                                            "emails_failed"), hidden)  # nobody yet: "nobody" is a figure too
     assert "<strong>le 12 décembre</strong>" in draft["body_html"]
     mid = draft["id"]
 
@@ -87,8 +90,7 @@ def test_roles_accounts_and_audit(feed: TestClient, nats_url: str):
     assert r.status_code == 200, r.text
     published = r.json()
     assert published["state"] == "published" and published["published_at"]
-    assert published["stats"] == {"volunteers_suggested": 0, "relays": 0, "emails_queued": 0,
-                                  "emails_delivered": 0, "emails_failed": 0}
+    assert published["stats"] == draft["stats"]
     [(headers, event)] = feed_events(nats_url, "published")
     assert headers["Nats-Msg-Id"] == mid and event["message_id"] == mid
     assert event["body"] == message()["body"]  # the Markdown source travels; body_html is feed's rendering
@@ -285,16 +287,17 @@ def test_bad_input_gets_clear_errors_and_stores_nothing(feed: TestClient):
 def test_reach_is_k_anonymous_and_events_count_once(feed: TestClient, nats_url: str):
     published = feed.post("/messages", headers=ADMIN, json=message(interests=["education", "transport"])).json()
     mid = published["id"]
-    vols = [f"vol{i}" for i in range(6)]
+    vols = [f"vol{i}" for i in range(7)]
     suggestions = [
         (SUGGESTION_MADE.subject(v), f"s-{v}", Suggestion(
             suggestion_id=f"s-{v}", volunteer_id=v, message_id=mid, audience_size=3,
-            matched_interests=("education",) if i < 5 else ("transport",),
-            matched_regions=("Bretagne",) if i < 5 else ("Bretagne", "Corse")))
+            matched_interests=("education",) if i < 5 else ("education", "transport"),
+            matched_regions=("Bretagne",) if i < 6 else ("Bretagne", "Corse")))
         for i, v in enumerate(vols)
     ]
     relays = [(RELAY_REQUESTED.subject(), f"r-{v}", RelayRequested(
-        relay_id=f"r-{v}", volunteer_id=v, message_id=mid, jobs_queued={Channel.email: 2})) for v in vols[:5]]
+        relay_id=f"r-{v}", volunteer_id=v, message_id=mid, jobs_queued={Channel.email: 2})) for v in vols[:6]]
+    # 9 results from 5 volunteers: 7 delivered by 4 of them, one opted out, one bounced
     outcomes = [("delivered", None)] * 7 + [("failed", "suppressed"), ("failed", "smtp 550")]
     results = [(EMAIL_RESULT.subject(), f"j{n}:result", DispatchResult(
         job_id=f"j{n}", relay_id=f"r-{vols[n // 2]}", message_id=mid, volunteer_id=vols[n // 2],
@@ -306,34 +309,34 @@ def test_reach_is_k_anonymous_and_events_count_once(feed: TestClient, nats_url: 
     publish_raw(nats_url, [(subject, f"{msg_id}:again", event) for subject, msg_id, event in
                            results + relays + suggestions])
 
-    exact = {"volunteers_suggested": 6, "relays": 5, "emails_queued": 10, "emails_delivered": 7,
-             "emails_failed": 2}
-    stats = poll(lambda: feed.get(f"/messages/{mid}", headers=ADMIN).json()["stats"], lambda s: s == exact,
+    shown, hidden = (lambda v: {"value": v, "suppressed": False}), {"value": None, "suppressed": True}
+    # 7 delivered, but by 4 volunteers: k counts volunteers, not recipients
+    expected = {"volunteers_suggested": shown(7), "relays": shown(6), "emails_queued": shown(12),
+                "emails_delivered": hidden, "emails_failed": hidden}
+    stats = poll(lambda: feed.get(f"/messages/{mid}", headers=ADMIN).json()["stats"], lambda s: s == expected,
                  timeout=15, what="the facts")
-    time.sleep(0.5)  # the duplicates arrived too, and changed nothing
+    time.sleep(1.5)  # the duplicates arrived too, and changed nothing
     assert feed.get(f"/messages/{mid}", headers=ADMIN).json()["stats"] == stats
 
     reach = feed.get(f"/messages/{mid}/reach", headers=ADMIN).json()
-    shown, hidden = (lambda v: {"value": v, "suppressed": False}), {"value": None, "suppressed": True}
     assert reach["k"] == 5
-    assert (reach["volunteers_suggested"], reach["audience"], reach["relays"]) == (shown(6), shown(18), shown(5))
-    assert reach["channels"]["email"] == {"queued": shown(10), "reached": shown(7), "opted_out": hidden,
+    assert (reach["volunteers_suggested"], reach["audience"], reach["relays"]) == (shown(7), shown(21), shown(6))
+    assert reach["channels"]["email"] == {"queued": shown(12), "reached": hidden, "opted_out": hidden,
                                           "bounced": hidden, "dropped": hidden, "failed": hidden}
     assert reach["channels"]["bluesky"]["queued"] == hidden
     assert reach["by_interest"] == {
-        "education": {"volunteers_suggested": shown(5), "audience": shown(15), "relays": shown(5),
-                      "reached": shown(7)},
+        "education": {"volunteers_suggested": shown(7), "audience": shown(21), "relays": shown(6),
+                      "reached": hidden},
         "transport": {"volunteers_suggested": hidden, "audience": hidden, "relays": hidden, "reached": hidden},
     }
     timeline = feed.get(f"/messages/{mid}/reach/timeline", headers=ADMIN).json()
-    assert [p["reached"] for p in timeline["channels"]["email"]] == [5]  # 7 delivered: one step of k
-    assert timeline["channels"]["bluesky"] == []
+    assert timeline["channels"]["email"] == [] and timeline["channels"]["bluesky"] == []
     # Untargeted: Corse (one volunteer) is not even a row.
-    assert reach["by_region"] == {"Bretagne": {"volunteers_suggested": shown(6), "audience": shown(18),
-                                               "relays": shown(5), "reached": shown(7)}}
-    # An editor sees the k-anonymous reach, not the exact operational figures.
+    assert reach["by_region"] == {"Bretagne": {"volunteers_suggested": shown(7), "audience": shown(21),
+                                               "relays": shown(6), "reached": hidden}}
+    # An editor sees the very same figures.
     editor = staff_token(feed, "editor")
-    assert feed.get(f"/messages/{mid}", headers=editor).json()["stats"] is None
+    assert feed.get(f"/messages/{mid}", headers=editor).json()["stats"] == stats
     assert feed.get(f"/messages/{mid}/reach", headers=editor).json() == reach
 
 

@@ -16,18 +16,20 @@ from services.feed.domain import (
     Outcome,
     Role,
     State,
+    Facts,
+    ShownState,
     TransitionError,
-    cell,
+    advance,
+    contributions,
     delivery_outcome,
     duplicate_terms,
     interest_problems,
     message_problems,
     next_state,
-    reach_report,
-    reach_timeline,
+    render,
     role_allows,
     schedule_problems,
-    suppress_group,
+    staff_report,
     taxonomy_digest,
 )
 from shared.events import TaxonomyTerm
@@ -202,87 +204,141 @@ def test_taxonomy_digest_is_the_content_in_any_order():
 
 # -- k-anonymity ------------------------------------------------------------------------------------------
 
-
-def test_cells_under_k_are_suppressed_zero_included():
-    assert cell(5, 5).model_dump() == {"value": 5, "suppressed": False}
-    assert cell(4, 5).model_dump() == {"value": None, "suppressed": True}
-    assert cell(0, 5).model_dump() == {"value": None, "suppressed": True}
-    assert cell(1, 1).value == 1
+T0 = datetime(2026, 11, 24, 9, tzinfo=timezone.utc)
 
 
-def test_one_hidden_cell_of_a_shown_total_hides_a_second():
-    # queued 20 (shown): reached 12 + opted_out 3 + bounced 5 → opted_out alone could be subtracted
-    cells = suppress_group({"reached": 12, "opted_out": 3, "bounced": 5}, 5, total_shown=True)
-    assert cells["opted_out"].suppressed and cells["bounced"].suppressed  # the smallest shown goes too
-    assert cells["reached"].value == 12
-    # with the total hidden, or two cells hidden already, nothing more is needed
-    assert not suppress_group({"reached": 12, "opted_out": 3, "bounced": 5}, 5, total_shown=False)["bounced"].suppressed
-    two = suppress_group({"reached": 12, "opted_out": 3, "bounced": 2}, 5, total_shown=True)
-    assert not two["reached"].suppressed
+def at(minute: float) -> datetime:
+    return T0 + timedelta(minutes=minute)
 
 
-def test_delivery_outcomes():
-    assert delivery_outcome("delivered", None) is Outcome.reached
-    assert delivery_outcome("failed", "suppressed") is Outcome.opted_out
-    assert delivery_outcome("failed", "smtp 550") is Outcome.bounced
-    assert delivery_outcome("failed", "withdrawn") is Outcome.dropped
-    assert delivery_outcome("failed", "smtp 421") is Outcome.failed
+def facts(volunteers: dict[str, int], *, since: float = 0, interests: dict[str, str] | None = None,
+          regions: dict[str, str] | None = None, outcomes: dict[str, tuple[str, str | None]] | None = None) -> Facts:
+    """Each volunteer (in order, a minute apart after ``since``) suggested,
+    relayed to ``n`` contacts by email, and every job delivered (or the
+    outcome given)."""
+    interests, regions, outcomes = interests or {}, regions or {}, outcomes or {}
+    order = {v: at(since + i + 1) for i, v in enumerate(volunteers)}
+    return Facts(
+        suggestions=[(v, n, order[v]) for v, n in volunteers.items()],
+        interests=[(v, interests.get(v, "education")) for v in volunteers],
+        regions=[(v, regions[v]) for v in volunteers if v in regions],
+        relays=[(v, order[v], {"email": n}) for v, n in volunteers.items()],
+        deliveries=[(v, "email", *outcomes.get(v, ("delivered", None)), n, order[v]) for v, n in volunteers.items()])
 
 
-def test_reach_report_never_lists_what_the_message_did_not_target():
-    counts = {
-        "volunteers_suggested": 7, "audience": 30, "relays": 6,
-        "queued": {"email": 14},
-        "results": [("email", "delivered", None, 9), ("email", "failed", "suppressed", 1),
-                    ("email", "failed", "smtp 550", 4)],
-        "by_interest": {"education": {"volunteers_suggested": 6, "audience": 25, "relays": 5, "reached": 8},
-                        "seniors": {"volunteers_suggested": 1, "audience": 5, "relays": 1, "reached": 1}},
-        "by_region": {"Bretagne": {"volunteers_suggested": 5, "audience": 20, "relays": 4, "reached": 6},
-                      "Corse": {"volunteers_suggested": 2, "audience": 10, "relays": 2, "reached": 3}},
-    }
-    reach = reach_report("m1", ["education", "transport"], counts, 5, ["email", "bluesky"])
+def report(f: Facts, state: ShownState, cut: datetime, *, interests=("education",), regions=()):
+    return staff_report("m1", interests, regions, f, state, 5, cut, ["email", "bluesky"])
+
+
+def values(reach) -> dict:
+    """Every figure of a report, by where it is (None: hidden)."""
     data = reach.model_dump()
-    # No region targeted: only the regions with k volunteers or more are rows.
-    assert set(data["by_region"]) == {"Bretagne"}
-    assert data["by_region"]["Bretagne"]["reached"] == {"value": 6, "suppressed": False}
-    assert data["by_region"]["Bretagne"]["relays"]["suppressed"]
-    # Targeted: exactly the targeted regions, whatever the facts hold.
-    targeted = reach_report("m1", [], counts, 5, ["email"], regions=["Corse", "Occitanie"]).model_dump()
-    assert set(targeted["by_region"]) == {"Corse", "Occitanie"}
-    assert targeted["by_region"]["Corse"]["volunteers_suggested"]["suppressed"]
-    assert targeted["by_region"]["Corse"]["audience"] == {"value": 10, "suppressed": False}
-    assert all(c["suppressed"] for c in targeted["by_region"]["Occitanie"].values())
-    assert data["volunteers_suggested"] == {"value": 7, "suppressed": False}
-    assert set(data["by_interest"]) == {"education", "transport"}  # not "seniors": the message did not target it
-    assert data["by_interest"]["transport"]["volunteers_suggested"] == {"value": None, "suppressed": True}
-    email = data["channels"]["email"]
-    assert email["queued"]["value"] == 14 and email["reached"]["value"] == 9
-    assert all(email[o]["suppressed"] for o in ("opted_out", "bounced", "dropped", "failed"))
-    assert all(c["suppressed"] for c in data["channels"]["bluesky"].values())
+    out = {}
 
-    def figures(node):
-        if isinstance(node, dict):
-            if set(node) == {"value", "suppressed"}:
-                yield node
-            else:
-                for v in node.values():
-                    yield from figures(v)
+    def walk(node, path):
+        if set(node) == {"value", "suppressed"}:
+            out[path] = node["value"]
+        else:
+            for key, child in node.items():
+                if isinstance(child, dict):
+                    walk(child, (*path, key))
 
-    for f in figures(data):
-        assert f["value"] is None or f["value"] >= 5, f
-        assert f["suppressed"] == (f["value"] is None)
+    walk(data, ())
+    return out
 
 
-def test_the_reach_timeline_moves_by_k_at_least_so_no_step_is_one_person():
-    t0 = datetime(2026, 11, 24, 9, tzinfo=timezone.utc)
-    delivered = [(t0 + timedelta(minutes=i), "email") for i in range(12)] + \
-                [(t0 + timedelta(minutes=i), "bluesky") for i in range(3)]
-    timeline = reach_timeline("m1", delivered, 5, ["email", "bluesky", "x"]).model_dump()
-    assert [(p["at"], p["reached"]) for p in timeline["channels"]["email"]] == \
-           [(t0 + timedelta(minutes=4), 5), (t0 + timedelta(minutes=9), 10)]
-    assert timeline["channels"]["bluesky"] == [] and timeline["channels"]["x"] == []
-    # a long campaign is drawn in at most max_points coarser steps
-    many = [(t0 + timedelta(seconds=i), "email") for i in range(10_000)]
-    points = reach_timeline("m1", many, 5, ["email"], max_points=60).channels["email"]
-    assert len(points) <= 60 and points[-1].reached >= 10_000 - 167
-    assert all(b.reached - a.reached >= 5 for a, b in zip(points, points[1:]))
+def test_a_cell_needs_k_volunteers_not_k_recipients():
+    # three volunteers reaching 300 people: nothing is shown, zero included
+    few = report(facts({"a": 100, "b": 120, "c": 80}), ShownState(), at(10))[0]
+    assert all(v is None for v in values(few.reach).values())
+    assert few.stats.emails_delivered.suppressed and few.stats.relays.suppressed
+    five, state = report(facts({v: 2 for v in "abcde"}), ShownState(), at(10))
+    assert (five.reach.relays.value, five.reach.channels["email"].reached.value, five.stats.emails_queued.value) == \
+           (5, 10, 10)
+    assert state is not None
+
+
+def test_no_two_successive_reports_tell_one_volunteers_relay():
+    """Eleven volunteers relay one after another, each to a different number
+    of contacts, and a report is read after each: every figure any two
+    reports show differs by at least k volunteers' relays, or not at all."""
+    sizes = {f"v{i}": 3 + 7 * i for i in range(11)}
+    state, seen = ShownState(), []
+    for n in range(1, 12):
+        relayed = dict(list(sizes.items())[:n])
+        shown, moved = report(facts(relayed), state, at(n + 0.5))
+        state = moved or state
+        seen.append(values(shown.reach) | {("timeline", p.at.isoformat()): p.reached
+                                           for p in shown.timeline.channels["email"]})
+    one_relay = set(sizes.values())
+    for a in seen:
+        for b in seen:
+            for where in a.keys() & b.keys():
+                if a[where] is not None and b[where] is not None:
+                    assert abs(a[where] - b[where]) not in one_relay, where
+    assert [s[("relays",)] for s in seen] == [None] * 4 + [5] * 5 + [10] * 2  # it shows, and moves by k
+    assert seen[-1][("channels", "email", "reached")] == sum(list(sizes.values())[:10])
+    assert [p.reached for p in report(facts(sizes), state, at(12))[0].timeline.channels["email"]] == \
+           [sum(list(sizes.values())[:5]), sum(list(sizes.values())[:10])]
+
+
+def test_a_cell_changed_by_fewer_than_k_volunteers_holds_its_whole_group():
+    first, state = report(facts({v: 4 for v in "abcde"}, outcomes={v: ("failed", "smtp 421") for v in "abcde"}),
+                          ShownState(), at(10))
+    assert first.reach.channels["email"].failed.value == 20
+    # five more volunteers, delivered, and one more failure for one of the first five
+    later = facts({v: 4 for v in "abcde"}, outcomes={v: ("failed", "smtp 421") for v in "abcde"})
+    more = facts({v: 3 for v in "fghij"}, since=20)
+    grown = Facts(suggestions=later.suggestions + more.suggestions, interests=later.interests + more.interests,
+                  regions=[], relays=later.relays + more.relays,
+                  deliveries=later.deliveries + more.deliveries + [("a", "email", "failed", "smtp 421", 1, at(30))])
+    held, moved = report(grown, state, at(40))
+    email = held.reach.channels["email"]
+    # failed moved by one volunteer: the channel's cells and the slices' reached stay as they were
+    assert (email.failed.value, email.queued.value, email.reached.suppressed) == (20, 20, True)
+    assert held.reach.relays.value == 10  # another group: it moves
+    assert moved is not None
+
+
+def test_a_slice_whose_complement_is_one_volunteer_is_hidden():
+    # ten volunteers match education, one only transport: total minus education would be that one
+    ten = {f"e{i}": 2 for i in range(10)} | {"t": 7}
+    shown = report(facts(ten, interests={"t": "transport"}), ShownState(), at(20),
+                   interests=("education", "transport"))[0].reach
+    assert shown.relays.value == 11
+    assert shown.by_interest["education"].relays.suppressed and shown.by_interest["transport"].relays.suppressed
+    # untargeted regions: a region with one volunteer is no row, and the shown region may not be total minus one
+    regions = {f"e{i}": "Bretagne" for i in range(10)} | {"t": "Corse"}
+    reach = report(facts(ten, regions=regions), ShownState(), at(20))[0].reach
+    assert set(reach.by_region) == set() and reach.volunteers_suggested.value == 11
+    targeted = report(facts(ten, regions=regions), ShownState(), at(20), regions=("Corse", "Occitanie"))[0].reach
+    assert set(targeted.by_region) == {"Corse", "Occitanie"}
+    assert all(c["suppressed"] for row in targeted.model_dump()["by_region"].values() for c in row.values())
+
+
+def test_one_hidden_outcome_takes_the_smallest_fresh_one_with_it():
+    # queued by 12 volunteers: 9 delivered, 2 bounced (hidden), 1 still pending → bounced by subtraction
+    vols = {f"v{i}": 2 for i in range(12)}
+    outcomes = {f"v{i}": ("failed", "smtp 550") for i in (9, 10)} | {"v11": ("failed", "smtp 421")}
+    reach = report(facts(vols, outcomes=outcomes), ShownState(), at(20))[0].reach
+    email = reach.channels["email"]
+    assert email.queued.value == 24 and email.reached.suppressed and email.bounced.suppressed
+    # nor may the interest's reached (every channel's) stand in for the channel's
+    assert reach.by_interest["education"].reached.suppressed and reach.by_interest["education"].relays.value == 12
+    # a small channel beside a shown one hides the slices' reached for the same reason
+    mixed = facts({f"v{i}": 2 for i in range(8)})
+    mixed = Facts(mixed.suggestions, mixed.interests, [], mixed.relays,
+                  mixed.deliveries + [("v0", "bluesky", "delivered", None, 1, at(1))])
+    both = report(mixed, ShownState(), at(20))[0].reach
+    assert both.channels["email"].reached.value == 16 and both.by_interest["education"].reached.suppressed
+
+
+def test_the_state_survives_json_and_a_second_reader_shows_the_same():
+    f = facts({v: 3 for v in "abcdefg"})
+    first, state = report(f, ShownState(), at(10))
+    again = ShownState.from_json(state.to_json())
+    assert again == state
+    # a second replica, a restart: the same figures, and nothing moves without k more volunteers
+    assert advance(again, contributions(facts({v: 3 for v in "abcdefgh"})), 5, at(20)) is None
+    assert render(again, "m1", ["education"], [], 5, ["email"]).reach == first.reach.model_copy(
+        update={"channels": {"email": first.reach.channels["email"]}})

@@ -8,7 +8,9 @@ from sqlmodel import Session
 
 from services.contacts import store as contacts_store
 from services.feed import store as feed_store
+from services.feed.domain import contributions as feed_contributions
 from shared.db import database_ready, make_engine
+from shared.events import utcnow
 
 
 @pytest.fixture
@@ -42,10 +44,10 @@ def test_redelivered_facts_count_once(engine):
             feed_store.add_once(s, feed_store.DeliveryFact(job_id="j1", message_id="m1", channel="email", status="delivered"))
         feed_store.add_once(s, feed_store.SuggestionFact(message_id="m1", volunteer_id="v2", audience_size=1))
         feed_store.add_once(s, feed_store.DeliveryFact(job_id="j2", message_id="m1", channel="email", status="failed"))
-        stats = feed_store.message_stats(s, "m1")
-    assert stats.model_dump() == {"volunteers_suggested": 2, "relays": 1, "emails_queued": 2,
-                                  "emails_delivered": 1, "emails_failed": 1}
+        counted = feed_contributions(feed_store.message_facts(s, "m1", utcnow()))
+    totals = {key: sum(n for n, _ in per.values()) for key, per in counted.items()}
+    assert totals == {("volunteers_suggested",): 2, ("audience",): 4, ("relays",): 1,
+                      ("channel", "email", "queued"): 2, ("channel", "email", "reached"): 1,
+                      ("channel", "email", "failed"): 1}
     with Session(engine) as s:
-        assert feed_store.message_stats(s, "unknown").model_dump() == {
-            "volunteers_suggested": 0, "relays": 0, "emails_queued": 0,
-            "emails_delivered": 0, "emails_failed": 0}
+        assert feed_contributions(feed_store.message_facts(s, "unknown", utcnow())) == {}

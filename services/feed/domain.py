@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Annotated
@@ -16,7 +16,8 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
 
 from services.feed import content
-from shared.events import InterestName, TaxonomyTerm, Variants
+from shared.events import EmailVariant, InterestName, TaxonomyTerm, Variants
+from shared.text import HeaderText
 
 # -- staff roles ------------------------------------------------------------------------------
 
@@ -131,12 +132,26 @@ Markdown = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1,
 LOCAL_PREFIX = "local:"
 
 
+class StaffEmailVariant(EmailVariant):
+    """The email variant as staff write it: its subject becomes every
+    relayed email's Subject header, so a control character in it is a 422
+    naming ``variants.email.subject`` rather than a header to smuggle."""
+
+    subject: HeaderText = Field(min_length=1, max_length=200)
+
+
+class StaffVariants(Variants):
+    email: StaffEmailVariant
+
+
 class MessageDraft(BaseModel):
     """A campaign message as staff write it (a draft, or a one-step publish)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    title: str = Field(min_length=1, max_length=200)
+    # The CLI's and the console's default subject is the title: refused at
+    # the title, the error names what the writer typed.
+    title: HeaderText = Field(min_length=1, max_length=200)
     body: Markdown = Field(description="Markdown; rendered to sanitized HTML (body_html)")
     link: Link | None = Field(default=None, description="the page the message points to")
     interests: list[InterestName] = Field(
@@ -148,7 +163,7 @@ class MessageDraft(BaseModel):
     priority: int = Field(default=1, ge=0, le=3, description="0 low … 3 urgent")
     publish_at: AwareDatetime | None = Field(default=None, description="embargo: not before this time")
     expires_at: AwareDatetime | None = Field(default=None, description="withdrawn by itself at this time")
-    variants: Variants
+    variants: StaffVariants
 
     def normalized_interests(self) -> tuple[str, ...]:
         return tuple(sorted(set(self.interests)))
@@ -248,41 +263,49 @@ def duplicate_terms(terms: Iterable[TaxonomyTerm]) -> list[Problem]:
 
 
 # -- aggregates ---------------------------------------------------------------------------------
+#
+# Every figure staff can see (the message list, a message's stats, /reach,
+# the timeline, the console and its live stream, the CLI) comes from
+# ``staff_report`` and nothing else reads the facts for staff. Its rules
+# count *volunteers*, because a volunteer relaying to forty friends is still
+# one person whose relay must not be read off a figure:
+#
+# 1. A cell is shown only when at least k distinct volunteers contributed to
+#    it: 300 recipients reached through three volunteers stay hidden.
+# 2. A shown cell moves only when at least k volunteers changed it since the
+#    value it last showed. Were it to follow the facts, two successive
+#    reports would differ by one volunteer's relay (six volunteers relaying
+#    one after another gave each one's size by subtraction).
+# 3. Cells that add up (a channel's outcomes to its queued jobs; interest
+#    and region slices to their total) form a group that moves as a whole,
+#    at one cut, or not at all while one of its shown cells changed through
+#    fewer than k volunteers: a fresh cell minus a stale neighbour would be
+#    that handful's contribution. Within one cut, a slice whose complement
+#    is a handful of volunteers is hidden (and a channel outcome hidden
+#    alone takes the smallest fresh one with it), since the total minus the
+#    slice would be theirs.
+#
+# A figure can therefore stand still for a while: that is the promise
+# (DESIGN.md: "move only when k more contributed"), not a lag to tune away.
+# What was shown is persisted by the caller (``ShownState``, JSON) and only
+# ever replaced by a later cut that passes these rules, so a restart or a
+# second replica cannot show a fresher figure that differences the old one.
 
-
-class MessageStats(BaseModel):
-    """The publisher's operational view of one message: exact totals, no
-    breakdown (the k-anonymous breakdown is ``GET /messages/{id}/reach``)."""
-
-    volunteers_suggested: int = 0
-    relays: int = 0
-    emails_queued: int = 0
-    emails_delivered: int = 0
-    emails_failed: int = 0
+CellKey = tuple[str, ...]  # ("relays",), ("channel", "email", "reached"), ("interest", "education", "audience")
+TOTALS = ("volunteers_suggested", "audience", "relays")
+SLICES = ("interest", "region")
+SLICE_METRICS = (*TOTALS, "reached")
+UNKNOWN_VOLUNTEER = ""  # facts without a volunteer count as one more person, never as many
 
 
 class Cell(BaseModel):
-    """One figure of a breakdown: null and ``suppressed`` under k."""
+    """One figure: null and ``suppressed`` while it may not be shown."""
 
     value: int | None
     suppressed: bool = False
 
 
-def cell(n: int, k: int) -> Cell:
-    """Under k (zero included: "nobody" is a figure too) the value is hidden."""
-    return Cell(value=None, suppressed=True) if n < k else Cell(value=n)
-
-
-def suppress_group(values: Mapping[str, int], k: int, *, total_shown: bool) -> dict[str, Cell]:
-    """Cells that add up to a figure staff can see (the outcomes of the
-    emails queued): hiding one alone would let it be read by subtraction,
-    so a second one, the smallest shown, is hidden with it."""
-    cells = {name: cell(n, k) for name, n in values.items()}
-    hidden = [name for name, c in cells.items() if c.suppressed]
-    shown = sorted((n, name) for name, n in values.items() if not cells[name].suppressed)
-    if total_shown and len(hidden) == 1 and shown:
-        cells[shown[0][1]] = Cell(value=None, suppressed=True)
-    return cells
+HIDDEN = Cell(value=None, suppressed=True)
 
 
 class Outcome(StrEnum):
@@ -311,6 +334,207 @@ def delivery_outcome(status: str, reason: str | None) -> Outcome:
 CHANNEL_OUTCOMES = tuple(Outcome)
 
 
+@dataclass(frozen=True)
+class Facts:
+    """What feed recorded about one message, up to a cut, each with the time
+    it was recorded (the store's ``recorded_at``)."""
+
+    suggestions: list[tuple[str, int, datetime]]  # volunteer, audience, recorded
+    interests: list[tuple[str, str]]  # volunteer, interest matched
+    regions: list[tuple[str, str]]  # volunteer, region reached
+    relays: list[tuple[str, datetime, Mapping[str, int]]]  # volunteer, recorded, jobs queued per channel
+    deliveries: list[tuple[str, str, str, str | None, int, datetime]]  # volunteer, channel, status, reason, jobs, newest
+
+
+Contributions = dict[CellKey, dict[str, tuple[int, datetime]]]  # cell -> volunteer -> (amount, last changed)
+
+
+def contributions(facts: Facts) -> Contributions:
+    """Each cell's contributions, volunteer by volunteer: what they add and
+    when that last changed. A volunteer who adds nothing is no contributor."""
+    cells: Contributions = {}
+
+    def add(key: CellKey, volunteer: str, amount: int, at: datetime) -> None:
+        if amount <= 0:
+            return
+        old = cells.setdefault(key, {}).get(volunteer)
+        cells[key][volunteer] = (amount, at) if old is None else (old[0] + amount, max(old[1], at))
+
+    slices: dict[str, list[CellKey]] = {}
+    for volunteer, interest in facts.interests:
+        slices.setdefault(volunteer, []).append(("interest", interest))
+    for volunteer, region in facts.regions:
+        slices.setdefault(volunteer, []).append(("region", region))
+    suggested_at: dict[str, datetime] = {}
+    for volunteer, audience, at in facts.suggestions:
+        suggested_at[volunteer] = at
+        for prefix in [(), *slices.get(volunteer, ())]:
+            add((*prefix, "volunteers_suggested"), volunteer, 1, at)
+            add((*prefix, "audience"), volunteer, audience, at)
+
+    def in_slices(volunteer: str, metric: str, amount: int, at: datetime) -> None:
+        # A relay or a result may arrive before its suggestion: it joins the
+        # slices when the suggestion does, and that is when the slice changed.
+        if volunteer in suggested_at:
+            for prefix in slices.get(volunteer, ()):
+                add((*prefix, metric), volunteer, amount, max(at, suggested_at[volunteer]))
+
+    for volunteer, at, queued in facts.relays:
+        add(("relays",), volunteer, 1, at)
+        for channel, n in queued.items():
+            add(("channel", channel, "queued"), volunteer, n, at)
+        in_slices(volunteer, "relays", 1, at)
+    for volunteer, channel, status, reason, n, at in facts.deliveries:
+        outcome = delivery_outcome(status, reason)
+        add(("channel", channel, outcome.value), volunteer, n, at)
+        if outcome is Outcome.reached:
+            in_slices(volunteer, "reached", n, at)
+    return cells
+
+
+@dataclass(frozen=True)
+class Shown:
+    """A cell's last shown value and the cut it was taken at. ``hidden``:
+    kept back at the current cut (a complement too small), though shown once."""
+
+    value: int
+    as_of: datetime
+    hidden: bool = False
+
+
+@dataclass(frozen=True)
+class ShownState:
+    """Every figure staff were shown for one message, and the reach timeline
+    (the channels' reached values as they were shown, with their cut)."""
+
+    cells: Mapping[CellKey, Shown] = field(default_factory=dict)
+    timeline: Mapping[str, tuple[tuple[datetime, int], ...]] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"cells": [{"cell": list(key), "value": s.value, "as_of": s.as_of.isoformat(), "hidden": s.hidden}
+                          for key, s in sorted(self.cells.items())],
+                "timeline": {ch: [[at.isoformat(), n] for at, n in points] for ch, points in self.timeline.items()}}
+
+    @classmethod
+    def from_json(cls, data: Mapping | None) -> ShownState:
+        if not data:
+            return cls()
+        return cls(cells={tuple(c["cell"]): Shown(c["value"], datetime.fromisoformat(c["as_of"]), c["hidden"])
+                          for c in data.get("cells", ())},
+                   timeline={ch: tuple((datetime.fromisoformat(at), n) for at, n in points)
+                             for ch, points in data.get("timeline", {}).items()})
+
+
+def group_of(key: CellKey) -> str:
+    """Cells that add up share a group: a channel's outcomes and queued jobs,
+    the channels' reached and the slices' reached; each total with its slices."""
+    if key[0] == "channel" or key[-1] == "reached":
+        return "delivery"
+    return key[-1]
+
+
+def advance(state: ShownState, cells: Contributions, k: int, cut: datetime) -> ShownState | None:
+    """The state after ``cut``, or None when no figure may move."""
+    shown = dict(state.cells)
+    keys = set(cells) | set(shown)
+    moved: dict[CellKey, Shown] = {}
+    for group in sorted({group_of(key) for key in keys}):
+        moved |= _advance_group(sorted(key for key in keys if group_of(key) == group), shown, cells, k, cut)
+    if not moved or all(shown.get(key) == s for key, s in moved.items()):
+        return None
+    timeline = dict(state.timeline)
+    for key, s in moved.items():
+        if key[0] == "channel" and key[2] == Outcome.reached and s.as_of == cut and not s.hidden:
+            timeline[key[1]] = (*timeline.get(key[1], ()), (cut, s.value))
+    return ShownState(cells=shown | moved, timeline=timeline)
+
+
+def _advance_group(members: list[CellKey], shown: Mapping[CellKey, Shown], cells: Contributions, k: int,
+                   cut: datetime) -> dict[CellKey, Shown]:
+    fresh: dict[CellKey, int] = {}
+    for key in members:
+        contributors = cells.get(key, {})
+        before = shown.get(key)
+        if before is None:
+            if len(contributors) >= k:
+                fresh[key] = sum(amount for amount, _ in contributors.values())
+            continue
+        changed = sum(1 for _, at in contributors.values() if at > before.as_of)
+        if 0 < changed < k:
+            return {}  # rule 3: the whole group waits for k volunteers in this cell
+        if changed >= k:
+            fresh[key] = sum(amount for amount, _ in contributors.values())
+    if not fresh:
+        return {}
+    visible = set(fresh) | {key for key in members if key in shown}
+    hide = _complements(members, visible, set(fresh), fresh, cells, k)
+    out = {}
+    for key in members:
+        if key in fresh and key not in hide:
+            out[key] = Shown(fresh[key], cut)
+        elif (before := shown.get(key)) is not None:
+            out[key] = Shown(before.value, before.as_of, hidden=key in hide)
+    return out
+
+
+def _complements(members: list[CellKey], visible: set[CellKey], fresh: set[CellKey], values: Mapping[CellKey, int],
+                 cells: Contributions, k: int) -> set[CellKey]:
+    """The cells to keep back at this cut so that no total minus what is
+    shown of its parts is a handful (1 to k-1) of volunteers. Only a fresh
+    cell can be kept back usefully: an unchanged one is already known."""
+    group = set(members)
+    hide: set[CellKey] = set()
+
+    def who(keys) -> set[str]:
+        return set().union(*(cells.get(key, {}).keys() for key in keys)) if keys else set()
+
+    def smallest_fresh(keys) -> CellKey | None:
+        candidates = sorted((values[key], key) for key in keys if key in fresh and key not in hide)
+        return candidates[0][1] if candidates else None
+
+    def handful(n: int) -> bool:
+        return 0 < n < k
+
+    # a channel's outcomes against its queued jobs
+    for channel in sorted({key[1] for key in group if key[0] == "channel"}):
+        total = ("channel", channel, "queued")
+        parts = [("channel", channel, o.value) for o in Outcome]
+        while total in visible - hide:
+            held = who([p for p in parts if p not in visible or p in hide])
+            if not handful(len(held)) or (pick := smallest_fresh([p for p in parts if p in visible])) is None:
+                break
+            hide.add(pick)
+
+    # each slice family against its total
+    for dimension in SLICES:
+        for metric in SLICE_METRICS:
+            parts = [key for key in group if key[0] == dimension and key[-1] == metric]
+            if metric == "reached":
+                totals = [key for key in group if key[0] == "channel" and key[2] == Outcome.reached]
+                everyone = who(totals)
+                # A slice's reached adds up every channel: beside a channel
+                # kept back, it would give that channel away by subtraction.
+                if any(t in cells and (t not in visible or t in hide) for t in totals):
+                    hide |= {p for p in parts if p in fresh}
+                    continue
+            else:
+                totals = [(metric,)] if (metric,) in group else []
+                everyone = who(totals)
+            while parts and any(t in visible - hide for t in totals):
+                shown_parts = [p for p in parts if p in visible and p not in hide]
+                lone = [p for p in shown_parts if handful(len(everyone - who([p])))]
+                uncovered = handful(len(everyone - who(shown_parts)))
+                if not lone and not uncovered:
+                    break
+                pick = next((p for p in lone if p in fresh), None) if lone else smallest_fresh(shown_parts)
+                if pick is None:  # the parts are known already: the fresh total is what would tell
+                    pick = next((t for t in totals if t in fresh and t not in hide), None)
+                if pick is None:
+                    break
+                hide.add(pick)
+    return hide
+
+
 class ChannelReach(BaseModel):
     """One channel: jobs queued by relays, and what became of them."""
 
@@ -334,8 +558,9 @@ class SliceReach(BaseModel):
 
 
 class Reach(BaseModel):
-    """How far a message travelled, k-anonymous: every figure under ``k``
-    is null with ``suppressed: true``."""
+    """How far a message travelled, k-anonymous over volunteers: a figure
+    is null with ``suppressed: true`` until k volunteers contributed to it,
+    and moves only when k more did."""
 
     message_id: str
     k: int
@@ -346,38 +571,17 @@ class Reach(BaseModel):
     by_interest: dict[str, SliceReach]
     by_region: dict[str, SliceReach] = Field(
         description="the targeted regions; for a message without targeting, only the regions "
-                    "with at least k volunteers suggested")
+                    "shown with at least k volunteers suggested")
 
 
-def reach_report(message_id: str, interests: Iterable[str], counts: Mapping, k: int,
-                 channels: Iterable[str], regions: Iterable[str] = ()) -> Reach:
-    """Shape raw counts for staff. Breakdown rows are the message's own
-    interests and targeted regions, whatever the facts say: a row's mere
-    presence must not tell that some volunteer matched it. A message that
-    targets no region lists the regions where at least ``k`` volunteers were
-    suggested, which tells nothing about any one of them."""
-    outcomes: dict[str, dict[str, int]] = {ch: {o.value: 0 for o in Outcome} for ch in channels}
-    for channel, status, reason, n in counts["results"]:
-        if channel in outcomes:
-            outcomes[channel][delivery_outcome(status, reason).value] += n
-    by_channel = {}
-    for ch, per_outcome in outcomes.items():
-        queued = cell(counts["queued"].get(ch, 0), k)
-        by_channel[ch] = ChannelReach(queued=queued,
-                                      **suppress_group(per_outcome, k, total_shown=not queued.suppressed))
-    region_rows = set(regions) or {r for r, row in counts["by_region"].items() if row["volunteers_suggested"] >= k}
-    return Reach(message_id=message_id, k=k,
-                 volunteers_suggested=cell(counts["volunteers_suggested"], k),
-                 audience=cell(counts["audience"], k), relays=cell(counts["relays"], k),
-                 channels=by_channel,
-                 by_interest=_slices(set(interests), counts["by_interest"], k),
-                 by_region=_slices(region_rows, counts["by_region"], k))
+class MessageStats(BaseModel):
+    """A message's headline figures, the same cells as its reach."""
 
-
-def _slices(rows: set[str], counts: Mapping[str, Mapping[str, int]], k: int) -> dict[str, SliceReach]:
-    empty = {"volunteers_suggested": 0, "audience": 0, "relays": 0, "reached": 0}
-    return {row: SliceReach(**{name: cell(n, k) for name, n in counts.get(row, empty).items()})
-            for row in sorted(rows)}
+    volunteers_suggested: Cell
+    relays: Cell
+    emails_queued: Cell
+    emails_delivered: Cell
+    emails_failed: Cell
 
 
 class TimelinePoint(BaseModel):
@@ -386,25 +590,70 @@ class TimelinePoint(BaseModel):
 
 
 class Timeline(BaseModel):
-    """Recipients reached over time, per channel, cumulative. A point is
-    shown only once the count grew by at least ``k`` since the previous one,
-    so no difference between two points can be a single person, nor tell
-    when one contact got the message."""
+    """Recipients reached over time, per channel, cumulative: each point is
+    a value the reach showed, at the cut it was taken, so two points differ
+    by at least k volunteers' deliveries."""
 
     message_id: str
     k: int
     channels: dict[str, list[TimelinePoint]]
 
 
-def reach_timeline(message_id: str, delivered: Iterable[tuple[datetime, str]], k: int,
-                   channels: Iterable[str], max_points: int = 60) -> Timeline:
-    """``delivered``: (when, channel) of each delivered job, in time order."""
-    times: dict[str, list[datetime]] = {ch: [] for ch in channels}
-    for at, channel in delivered:
-        if channel in times:
-            times[channel].append(at)
-    series = {}
-    for channel, ats in times.items():
-        step = max(k, -(-len(ats) // max_points))  # coarser steps keep a long campaign to max_points
-        series[channel] = [TimelinePoint(at=ats[n - 1], reached=n) for n in range(step, len(ats) + 1, step)]
-    return Timeline(message_id=message_id, k=k, channels=series)
+@dataclass(frozen=True)
+class StaffReport:
+    reach: Reach
+    stats: MessageStats
+    timeline: Timeline
+
+
+def render(state: ShownState, message_id: str, interests: Iterable[str], regions: Iterable[str], k: int,
+           channels: Iterable[str], max_points: int = 60) -> StaffReport:
+    """The figures of ``state`` as staff see them. Breakdown rows are the
+    message's own interests and targeted regions, whatever the facts say (a
+    row's presence must not tell that someone matched it); an untargeted
+    message lists the regions shown with k volunteers suggested."""
+
+    def cell(*key: str) -> Cell:
+        s = state.cells.get(key)
+        return HIDDEN if s is None or s.hidden else Cell(value=s.value)
+
+    def row(dimension: str, name: str) -> SliceReach:
+        return SliceReach(**{metric: cell(dimension, name, metric) for metric in SLICE_METRICS})
+
+    channels = list(channels)
+    region_rows = set(regions) or {key[1] for key in state.cells if key[0] == "region"
+                                   and key[2] == "volunteers_suggested" and not cell(*key).suppressed}
+    reach = Reach(message_id=message_id, k=k, volunteers_suggested=cell("volunteers_suggested"),
+                  audience=cell("audience"), relays=cell("relays"),
+                  channels={ch: ChannelReach(queued=cell("channel", ch, "queued"),
+                                             **{o.value: cell("channel", ch, o.value) for o in Outcome})
+                            for ch in channels},
+                  by_interest={name: row("interest", name) for name in sorted(set(interests))},
+                  by_region={name: row("region", name) for name in sorted(region_rows)})
+    email = reach.channels.get("email")
+    stats = MessageStats(volunteers_suggested=reach.volunteers_suggested, relays=reach.relays,
+                         emails_queued=email.queued if email else HIDDEN,
+                         emails_delivered=email.reached if email else HIDDEN,
+                         emails_failed=email.failed if email else HIDDEN)
+    timeline = Timeline(message_id=message_id, k=k, channels={
+        ch: [TimelinePoint(at=at, reached=n) for at, n in _thin(state.timeline.get(ch, ()), max_points)]
+        for ch in channels})
+    return StaffReport(reach=reach, stats=stats, timeline=timeline)
+
+
+def _thin(points: tuple[tuple[datetime, int], ...], most: int) -> list[tuple[datetime, int]]:
+    """At most ``most`` of the points, evenly spread, the latest kept: a
+    subset of what was shown tells nothing more."""
+    if len(points) <= most:
+        return list(points)
+    step = len(points) / most
+    return [points[min(len(points) - 1, round((i + 1) * step) - 1)] for i in range(most)]
+
+
+def staff_report(message_id: str, interests: Iterable[str], regions: Iterable[str], facts: Facts,
+                 state: ShownState, k: int, cut: datetime, channels: Iterable[str]) -> tuple[StaffReport, ShownState | None]:
+    """The one report staff figures come from: the facts recorded up to
+    ``cut`` move the shown state where the rules allow; the report renders
+    what is then shown. Returns the new state to persist (None: unchanged)."""
+    moved = advance(state, contributions(facts), k, cut)
+    return render(moved or state, message_id, interests, regions, k, channels), moved

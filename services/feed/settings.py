@@ -17,7 +17,9 @@ class FeedSettings(ServiceSettings):
     limit_x: int = Field(default=280, ge=1, description="X: weighted characters of a short post")
     limit_bluesky: int = Field(default=300, ge=1, description="Bluesky: graphemes of a short post")
     limit_mastodon: int = Field(default=500, ge=1, description="Mastodon: characters of a short post")
-    k_anonymity: int = Field(default=5, ge=1, description="staff aggregates: cells under k are suppressed")
+    k_anonymity: int = Field(default=5, ge=1, description="staff figures: a cell needs k volunteers, and k more to move")
+    reach_settle_seconds: float = Field(default=1.0, ge=0, le=60,
+                                        description="staff figures count facts recorded at least this long ago")
     scheduler_seconds: float = Field(default=1.0, gt=0, le=60,
                                      description="how often due embargoes and expiries are looked for")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="larger requests get a 413")

@@ -7,7 +7,7 @@ out of order (a relay before its suggestion) count the same."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import JSON, Column, Index, Text, func, inspect, update
@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, select
 
-from services.feed.domain import MessageStats, State
+from services.feed.domain import UNKNOWN_VOLUNTEER, Facts, State
 from shared.events import new_id, utcnow
 from shared.migrations import alembic_config, upgrade
 
@@ -117,6 +117,9 @@ class SuggestionFact(FeedTable, table=True):
     message_id: str = Field(primary_key=True, max_length=64)
     volunteer_id: str = Field(primary_key=True, max_length=64)
     audience_size: int
+    # When feed recorded it (its interests and regions, written with it,
+    # too): the staff report counts who changed a figure since it was shown.
+    recorded_at: datetime | None = Field(default_factory=utcnow)
 
 
 class SuggestionInterest(FeedTable, table=True):
@@ -141,6 +144,7 @@ class RelayFact(FeedTable, table=True):
     relay_id: str = Field(primary_key=True, max_length=64)
     message_id: str = Field(index=True, max_length=64)
     volunteer_id: str | None = Field(default=None, max_length=64)
+    recorded_at: datetime | None = Field(default_factory=utcnow)  # its RelayQueued rows too
 
 
 class RelayQueued(FeedTable, table=True):
@@ -162,10 +166,24 @@ class DeliveryFact(FeedTable, table=True):
     channel: str
     status: str
     reason: str | None = Field(default=None, max_length=200)
-    at: datetime | None = Field(default=None, description="when the dispatcher reported it (the reach timeline)")
+    at: datetime | None = Field(default=None, description="when the dispatcher reported it")
+    recorded_at: datetime | None = Field(default_factory=utcnow)
+
+
+class ReachShown(FeedTable, table=True):
+    """What staff were last shown of one message's reach (domain.ShownState
+    as JSON). A new report may only move it forward, by compare-and-set on
+    ``version``, so every replica and every restart shows the same figures."""
+
+    message_id: str = Field(primary_key=True, max_length=64)
+    version: int = 0
+    state: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
 
 
 # -- schema ---------------------------------------------------------------------------------------
+
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 # Tables of the schema feed had before it was migrated by Alembic.
 _BASELINE_TABLES = {"message", "suggestionfact", "relayfact", "deliveryfact"}
@@ -218,85 +236,37 @@ def current_taxonomy(session: Session) -> TaxonomyVersion | None:
     return session.exec(select(TaxonomyVersion).order_by(TaxonomyVersion.id.desc()).limit(1)).first()
 
 
-def message_stats(session: Session, message_id: str) -> MessageStats:
-    def count(stmt) -> int:
-        return session.exec(stmt).one() or 0
+def message_facts(session: Session, message_id: str, cut: datetime) -> Facts:
+    """What feed recorded about a message up to ``cut``, for the staff
+    report only (domain.staff_report): nothing else reads facts for staff.
+    Facts from before ``recorded_at`` existed count as the oldest."""
 
-    delivered = select(func.count()).where(
-        DeliveryFact.message_id == message_id, DeliveryFact.channel == "email"
-    )
-    return MessageStats(
-        volunteers_suggested=count(
-            select(func.count()).where(SuggestionFact.message_id == message_id)
-        ),
-        relays=count(select(func.count()).where(RelayFact.message_id == message_id)),
-        emails_queued=count(
-            select(func.coalesce(func.sum(RelayQueued.queued), 0)).where(
-                RelayQueued.message_id == message_id, RelayQueued.channel == "email"
-            )
-        ),
-        emails_delivered=count(delivered.where(DeliveryFact.status == "delivered")),
-        emails_failed=count(delivered.where(DeliveryFact.status == "failed")),
-    )
+    def until(column):
+        return (column <= cut) | column.is_(None)
 
+    def epoch(at: datetime | None) -> datetime:
+        return at or EPOCH
 
-def reach_counts(session: Session, message_id: str) -> dict:
-    """Raw counts for the reach of one message (suppressed by the caller)."""
-    suggested, audience = session.exec(
-        select(func.count(), func.coalesce(func.sum(SuggestionFact.audience_size), 0))
-        .where(SuggestionFact.message_id == message_id)
-    ).one()
-    relays = session.exec(select(func.count()).where(RelayFact.message_id == message_id)).one()
-    queued = dict(session.exec(
-        select(RelayQueued.channel, func.sum(RelayQueued.queued))
-        .where(RelayQueued.message_id == message_id).group_by(RelayQueued.channel)
-    ).all())
-    results = session.exec(
-        select(DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason, func.count())
-        .where(DeliveryFact.message_id == message_id)
-        .group_by(DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason)
-    ).all()
+    def who(volunteer_id: str | None) -> str:
+        return volunteer_id or UNKNOWN_VOLUNTEER
 
-    return {
-        "volunteers_suggested": suggested, "audience": audience, "relays": relays,
-        "queued": queued,
-        "results": [(channel, status, reason, n) for channel, status, reason, n in results],
-        "by_interest": _breakdown(session, message_id, SuggestionInterest.interest),
-        "by_region": _breakdown(session, message_id, SuggestionRegion.region),
-    }
-
-
-def delivered_times(session: Session, message_id: str) -> list[tuple[datetime, str]]:
-    """(when, channel) of every delivered job of a message, oldest first."""
-    return [(at, channel) for at, channel in session.exec(
-        select(DeliveryFact.at, DeliveryFact.channel)
-        .where(DeliveryFact.message_id == message_id, DeliveryFact.status == "delivered",
-               DeliveryFact.at.is_not(None))
-        .order_by(DeliveryFact.at)
-    ).all()]
-
-
-def _breakdown(session: Session, message_id: str, key) -> dict[str, dict[str, int]]:
-    """Per value of ``key`` (a column of SuggestionInterest or
-    SuggestionRegion): volunteers suggested, their audience, their relays
-    and the jobs delivered."""
-    fact = key.class_
-    same_volunteer = lambda other: (other.message_id == fact.message_id) & (other.volunteer_id == fact.volunteer_id)  # noqa: E731
-    rows: dict[str, dict[str, int]] = {}
-    for value, n, aud in session.exec(
-        select(key, func.count(), func.coalesce(func.sum(SuggestionFact.audience_size), 0))
-        .join(SuggestionFact, same_volunteer(SuggestionFact), isouter=True)
-        .where(fact.message_id == message_id).group_by(key)
-    ).all():
-        rows[value] = {"volunteers_suggested": n, "audience": aud, "relays": 0, "reached": 0}
-    for value, n in session.exec(
-        select(key, func.count(RelayFact.relay_id)).join(RelayFact, same_volunteer(RelayFact))
-        .where(fact.message_id == message_id).group_by(key)
-    ).all():
-        rows[value]["relays"] = n
-    for value, n in session.exec(
-        select(key, func.count(DeliveryFact.job_id)).join(DeliveryFact, same_volunteer(DeliveryFact))
-        .where(fact.message_id == message_id, DeliveryFact.status == "delivered").group_by(key)
-    ).all():
-        rows[value]["reached"] = n
-    return rows
+    suggestions = [(who(v), n, epoch(at)) for v, n, at in session.exec(
+        select(SuggestionFact.volunteer_id, SuggestionFact.audience_size, SuggestionFact.recorded_at)
+        .where(SuggestionFact.message_id == message_id, until(SuggestionFact.recorded_at)))]
+    interests = list(session.exec(select(SuggestionInterest.volunteer_id, SuggestionInterest.interest)
+                                  .where(SuggestionInterest.message_id == message_id)))
+    regions = list(session.exec(select(SuggestionRegion.volunteer_id, SuggestionRegion.region)
+                                .where(SuggestionRegion.message_id == message_id)))
+    queued: dict[str, dict[str, int]] = {}
+    for relay_id, channel, n in session.exec(select(RelayQueued.relay_id, RelayQueued.channel, RelayQueued.queued)
+                                             .where(RelayQueued.message_id == message_id)):
+        queued.setdefault(relay_id, {})[channel] = n
+    relays = [(who(v), epoch(at), queued.get(relay_id, {})) for relay_id, v, at in session.exec(
+        select(RelayFact.relay_id, RelayFact.volunteer_id, RelayFact.recorded_at)
+        .where(RelayFact.message_id == message_id, until(RelayFact.recorded_at)))]
+    deliveries = [(who(v), channel, status, reason, n, epoch(at)) for v, channel, status, reason, n, at in session.exec(
+        select(DeliveryFact.volunteer_id, DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason,
+               func.count(), func.max(DeliveryFact.recorded_at))
+        .where(DeliveryFact.message_id == message_id, until(DeliveryFact.recorded_at))
+        .group_by(DeliveryFact.volunteer_id, DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason))]
+    return Facts(suggestions=suggestions, interests=interests, regions=regions, relays=relays, deliveries=deliveries)

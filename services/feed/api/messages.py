@@ -33,19 +33,18 @@ from services.feed.domain import (
     MessageStats,
     Reach,
     Role,
+    StaffReport,
     State,
     Timeline,
     TransitionError,
     message_problems,
     next_state,
-    reach_report,
-    reach_timeline,
-    role_allows,
 )
 from services.feed.publishing import NotFound, Refused, Unavailable, audit_row, move, publish, withdraw
-from services.feed.store import Message, current_taxonomy, delivered_times, message_stats, reach_counts
+from services.feed.reporting import report
+from services.feed.store import Message, current_taxonomy
 from shared.db import in_session
-from shared.events import Channel, Variants, new_id, utcnow
+from shared.events import Variants, new_id, utcnow
 
 T = TypeVar("T")
 
@@ -76,14 +75,19 @@ class MessageOut(BaseModel):
     published_at: datetime | None
     withdrawn_at: datetime | None
     withdrawn_reason: str | None
-    stats: MessageStats | None = Field(
-        description="the publisher's operational view: exact totals, shown to publishers and admins only "
-        "(null for editors); the k-anonymous breakdown is GET /messages/{id}/reach")
+    stats: MessageStats = Field(
+        description="headline figures, the same k-anonymous cells as GET /messages/{id}/reach: "
+        "hidden under k volunteers, moving only when k more contributed")
 
 
-def to_out(session: Session, m: Message, actor: Actor) -> MessageOut:
+def staff_figures(request: Request, session: Session, m: Message) -> StaffReport:
+    """The only way to a staff figure (see domain.staff_report)."""
+    s = settings(request)
+    return report(session, m, s.k_anonymity, s.reach_settle_seconds)
+
+
+def to_out(request: Request, session: Session, m: Message) -> MessageOut:
     variants = Variants.model_validate(m.variants)
-    exact = role_allows(actor.role, Role.publisher)
     return MessageOut(
         id=m.id, state=State(m.state), title=m.title, body=m.body,
         body_html=m.body_html or content.render_markdown(m.body), link=m.link, interests=m.interests,
@@ -92,14 +96,14 @@ def to_out(session: Session, m: Message, actor: Actor) -> MessageOut:
         publish_at=m.publish_at, expires_at=m.expires_at, created_at=m.created_at, created_by=m.created_by,
         updated_at=m.updated_at, approved_at=m.approved_at, approved_by=m.approved_by,
         published_at=m.published_at, withdrawn_at=m.withdrawn_at, withdrawn_reason=m.withdrawn_reason,
-        stats=message_stats(session, m.id) if exact else None,
+        stats=staff_figures(request, session, m).stats,
     )
 
 
 async def out(request: Request, message_id: str, actor: Actor) -> MessageOut:
     def load(session: Session) -> MessageOut | None:
         m = session.get(Message, message_id)
-        return to_out(session, m, actor) if m else None
+        return to_out(request, session, m) if m else None
 
     found = await in_session(engine(request), load)
     if found is None:
@@ -268,8 +272,8 @@ async def list_messages(
         q = select(Message)
         if state is not None:
             q = q.where(Message.state == state.value)
-        rows = session.exec(q.order_by(Message.created_at.desc(), Message.id).limit(limit))
-        return [to_out(session, m, actor) for m in rows]
+        rows = list(session.exec(q.order_by(Message.created_at.desc(), Message.id).limit(limit)))
+        return [to_out(request, session, m) for m in rows]
 
     return await in_session(engine(request), load)
 
@@ -280,40 +284,36 @@ async def get_message(message_id: str, request: Request,
     return await out(request, message_id, actor)
 
 
-@router.get("/{message_id}/reach", summary="How far a message went: aggregates, small cells suppressed")
+async def figures(request: Request, message_id: str) -> StaffReport:
+    def load(session: Session) -> StaffReport | None:
+        m = session.get(Message, message_id)
+        return staff_figures(request, session, m) if m else None
+
+    found = await in_session(engine(request), load)
+    if found is None:
+        raise not_found("message")
+    return found
+
+
+@router.get("/{message_id}/reach", summary="How far a message went: aggregates over k volunteers at least")
 async def get_reach(message_id: str, request: Request,
                     _actor: Actor = Depends(require_role(Role.editor))) -> Reach:
     """Volunteers suggested, their audience, relays, and per channel what
     the jobs became (reached, opted out, bounced, dropped, failed), with a
-    breakdown per interest of the message. Every figure under
-    ``MAILLAGE_FEED_K_ANONYMITY`` (5) is null with ``suppressed: true``, and
-    a second figure is hidden where one could be found by subtraction."""
-
-    def load(session: Session):
-        m = session.get(Message, message_id)
-        return (m, reach_counts(session, message_id)) if m else (None, None)
-
-    m, counts = await in_session(engine(request), load)
-    if m is None:
-        raise not_found("message")
-    return reach_report(m.id, m.interests, counts, settings(request).k_anonymity, [c.value for c in Channel],
-                        regions=m.regions)
+    breakdown per interest and region of the message. A figure is null with
+    ``suppressed: true`` until ``MAILLAGE_FEED_K_ANONYMITY`` (5) distinct
+    volunteers contributed to it, and once shown it moves only when k more
+    volunteers changed it, so no two reports differ by one volunteer's
+    relay; a figure that could be read by subtraction is hidden too."""
+    return (await figures(request, message_id)).reach
 
 
 @router.get("/{message_id}/reach/timeline", summary="Recipients reached over time, per channel, k-anonymous")
 async def get_reach_timeline(message_id: str, request: Request,
-                             actor: Actor = Depends(require_role(Role.editor))) -> Timeline:
-    """Cumulative recipients reached per channel: a point each time a
-    channel's count grew by k (or more, to keep at most 60 points)."""
-
-    def load(session: Session):
-        m = session.get(Message, message_id)
-        return (m, delivered_times(session, message_id)) if m else (None, None)
-
-    m, delivered = await in_session(engine(request), load)
-    if m is None:
-        raise not_found("message")
-    return reach_timeline(m.id, delivered, settings(request).k_anonymity, [c.value for c in Channel])
+                             _actor: Actor = Depends(require_role(Role.editor))) -> Timeline:
+    """Cumulative recipients reached per channel: the values the reach
+    showed, each at the time it was taken (at most 60 points)."""
+    return (await figures(request, message_id)).timeline
 
 
 @router.post("/{message_id}/approve", summary="Approve a draft (publisher)")

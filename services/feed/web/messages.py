@@ -37,7 +37,7 @@ def message_path(request: Request, message_id: str) -> str:
 @router.get("/messages")
 async def list_page(request: Request, actor: Actor = Depends(web_actor)):
     rows = await api.list_messages(request, actor, 100, None)
-    return render(request, "messages.html", messages=rows, actor=actor)
+    return render(request, "messages.html", messages=rows, actor=actor, k=request.app.state.settings.k_anonymity)
 
 
 async def compose_page(request: Request, actor: Actor, form: dict | None = None, status_code: int = 200,
@@ -74,10 +74,9 @@ async def save(request: Request, actor: Actor = Depends(web_actor)):
 @router.get("/messages/{message_id}")
 async def message_page(request: Request, message_id: str, actor: Actor = Depends(web_actor)):
     message = await api.get_message(message_id, request, actor)
-    reach = await api.get_reach(message_id, request, actor)
-    timeline = await api.get_reach_timeline(message_id, request, actor)
-    return render(request, "message.html", m=message, reach=reach.model_dump(mode="json"),
-                  timeline=timeline.model_dump(mode="json"), actor=actor,
+    figures = await api.figures(request, message_id)
+    return render(request, "message.html", m=message, reach=figures.reach.model_dump(mode="json"),
+                  timeline=figures.timeline.model_dump(mode="json"), actor=actor,
                   can_publish=role_allows(actor.role, Role.publisher), State=State)
 
 
