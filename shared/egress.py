@@ -344,9 +344,10 @@ class PinnedTransport(httpx.AsyncHTTPTransport):
 class PinnedClient(httpx.AsyncClient):
     """An httpx client whose every connection passes the policy (adapters refuse any other)."""
 
-    def __init__(self, policy: EgressPolicy, **kwargs) -> None:
+    def __init__(self, policy: EgressPolicy, *, verify: ssl.SSLContext | bool = True, **kwargs) -> None:
         kwargs.setdefault("follow_redirects", False)  # a redirect would be a second, unchecked origin
-        super().__init__(transport=PinnedTransport(policy), trust_env=False, **kwargs)
+        # trust_env off: an HTTP(S)_PROXY variable would move the connection to the proxy, unchecked
+        super().__init__(transport=PinnedTransport(policy, verify=verify), trust_env=False, **kwargs)
         self.egress = policy
 
 

@@ -1,13 +1,19 @@
 """A volunteer's own SMTP account, as both ends see it: contacts takes it
 from the volunteer (and seals it at rest, then into each email job),
 dispatch-email opens it to send. One model, so the two ends cannot
-disagree on a field or a rule."""
+disagree on a field or a rule.
+
+The host is checked here for its shape only; where it may lead (public
+addresses only, TLS unless allow-listed) is ``shared.egress``, applied by
+contacts at input and by dispatch-email at every connection."""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, SecretStr, ValidationInfo, field_validator
+
+from shared.egress import canonical_host
 
 LOOPBACK = frozenset({"127.0.0.1", "::1", "localhost"})
 
@@ -25,6 +31,13 @@ class SmtpIdentity(BaseModel):
     password: SecretStr = Field(min_length=1, max_length=1000, repr=False,
                                 description="an app password if your provider has them")
     from_address: EmailStr = Field(description="your own address: your server refuses any other")
+
+    @field_validator("host")
+    @classmethod
+    def _one_spelling(cls, value: str) -> str:
+        # 2130706433 or 0x7f.1 would be read as 127.0.0.1 by a resolver: only a
+        # name or a standard address is taken, stored as it will be connected to
+        return canonical_host(value)
 
     @field_validator("security")
     @classmethod

@@ -57,6 +57,7 @@ class FakeSocial:
     refresh: dict[str, str] = field(default_factory=dict)  # refreshJwt -> did
     records: dict[tuple[str, str], dict] = field(default_factory=dict)
     logins: int = 0
+    login_attempts: list[tuple[str, bool]] = field(default_factory=list)  # (handle, right password?)
     refreshes: int = 0
     # X
     x_tokens: set[str] = field(default_factory=set)
@@ -68,6 +69,11 @@ class FakeSocial:
     fail_5xx: int = 0  # the next N posts answer 503
     calls: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def allow(self) -> str:
+        """This server as a MAILLAGE_EGRESS_ALLOW entry: the tests reach it through
+        the allow-list, as `make run` reaches its fakes, never through a hole in the policy."""
+        return self.url.removeprefix("http://")
 
     def did(self, handle: str) -> str:
         return f"did:plc:{handle.split('.')[0]}"
@@ -134,7 +140,9 @@ class FakeSocial:
         self.logins += 1
         body = await request.json()
         handle = body.get("identifier", "")
-        if self.bsky_passwords.get(handle) != body.get("password"):
+        right = handle in self.bsky_passwords and self.bsky_passwords[handle] == body.get("password")
+        self.login_attempts.append((handle, right))
+        if not right:
             return JSONResponse({"error": "AuthenticationRequired", "message": "Invalid identifier or password"}, 401)
         return JSONResponse(self._session(handle))
 

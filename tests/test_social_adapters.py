@@ -14,6 +14,7 @@ from services.dispatch.social.bluesky import BlueskyPoster
 from services.dispatch.social.domain import TOKEN_REVOKED, Verdict, record_key
 from services.dispatch.social.mastodon import MastodonPoster
 from services.dispatch.social.x import XPoster
+from shared.egress import EgressPolicy, PinnedClient
 from shared.events import SocialPostJob
 from shared.postlength import mastodon_length
 from tests.fake_social import FakeSocial, Served
@@ -35,8 +36,9 @@ def fake() -> Iterator[FakeSocial]:
 
 
 @pytest.fixture
-async def http():
-    async with httpx.AsyncClient(timeout=5) as client:
+async def http(fake):
+    # the fake is reached through the allow-list, as `make run` reaches its fakes
+    async with PinnedClient(EgressPolicy(fake.allow()), timeout=5) as client:
         yield client
 
 
@@ -141,6 +143,32 @@ async def test_bluesky_revoked_app_password_and_429(fake, http):
 
 
 # -- X -----------------------------------------------------------------------------------------
+
+
+async def test_a_cached_bluesky_session_serves_only_the_password_that_opened_it(fake, http):
+    """Issue 11, finding 4: Bob connects Alice's handle with a made-up app
+    password after Alice posted; the session Alice's login opened must not
+    post for him."""
+    poster = BlueskyPoster(http, service_url=fake.url)
+    alice, _ = await poster.post(job(1), BSKY)
+    assert alice.verdict is Verdict.posted
+    bob, _ = await poster.post(job(2), {"handle": "alice.bsky.social", "app_password": "bobs-made-up-pass-0000"})
+    assert (bob.verdict, bob.reason) == (Verdict.revoked, TOKEN_REVOKED)
+    assert fake.login_attempts == [("alice.bsky.social", True), ("alice.bsky.social", False)]
+    assert list(fake.records) == [("did:plc:alice", record_key("job-1", job(1).occurred_at))]  # nothing of Bob's
+    assert fake.calls == ["bluesky.createRecord"]
+    again, _ = await poster.post(job(3), BSKY)  # Alice's session still serves Alice, without a second login
+    assert again.verdict is Verdict.posted and [ok for _, ok in fake.login_attempts] == [True, False]
+
+
+async def test_a_new_app_password_logs_in_on_its_own(fake, http):
+    poster = BlueskyPoster(http, service_url=fake.url)
+    assert (await poster.post(job(1), BSKY))[0].verdict is Verdict.posted
+    fake.bsky_passwords["alice.bsky.social"] = "new0-new0-new0-new0"  # Alice replaced her app password
+    fresh, _ = await poster.post(job(2), {**BSKY, "app_password": "new0-new0-new0-new0"})
+    assert fresh.verdict is Verdict.posted
+    # not served by the old password's session: it logged in with the new one
+    assert fake.login_attempts == [("alice.bsky.social", True), ("alice.bsky.social", True)]
 
 
 async def test_x_posts_and_a_retried_duplicate_counts_as_posted(fake, http):

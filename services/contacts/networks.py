@@ -5,16 +5,22 @@ volunteer relays. Nothing here returns or logs a secret.
 
 Mastodon, Bluesky and X are social accounts: a relay posts on each. The
 email identity (network "email") is their own SMTP account: not a channel
-of its own, it changes how the email channel is sent (``relaying``)."""
+of its own, it changes how the email channel is sent (``relaying``).
+
+Every address a volunteer gives here (instance, PDS, SMTP server) is
+stored as its origin only and passes the egress policy (``shared.egress``)
+before it is kept: a refused one is a 422 naming the field. dispatch checks
+it again at every connection, since a name may resolve elsewhere later."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import (
-    AnyHttpUrl,
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -27,14 +33,20 @@ from sqlmodel import Session, select
 
 from services.contacts.book import Book
 from services.contacts.store import NetworkAccount
+from shared.egress import EgressPolicy, EgressRefused, Origin, origin_text
 from shared.events import Channel, utcnow
 from shared.smtp_identity import SmtpIdentity
+from shared.text import HeaderText
 
 SOCIAL = (Channel.mastodon, Channel.bluesky, Channel.x)
 NETWORKS = (*SOCIAL, Channel.email)  # what /me/networks knows: the social accounts and the email identity
 APP_PASSWORD = re.compile(r"[a-z0-9]{4}(-[a-z0-9]{4}){3}")
 Handle = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Token = Annotated[SecretStr, Field(min_length=8, max_length=2000)]
+DisplayName = Annotated[HeaderText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]  # From:
+# An https origin, nothing more: a path, query, fragment or user would let a
+# volunteer choose what the dispatcher asks of whoever answers there.
+OriginUrl = Annotated[str, StringConstraints(max_length=300), AfterValidator(origin_text)]
 
 
 class _Credentials(BaseModel):
@@ -47,7 +59,7 @@ class _Credentials(BaseModel):
 
 
 class MastodonCredentials(_Credentials):
-    instance_url: AnyHttpUrl = Field(description="your instance, e.g. https://mastodon.social")
+    instance_url: OriginUrl = Field(description="your instance's address only, e.g. https://mastodon.social")
     access_token: Token = Field(description="an access token with the write:statuses scope")
     handle: Handle | None = Field(default=None, description="shown back to you, e.g. @alice@mastodon.social")
 
@@ -55,7 +67,7 @@ class MastodonCredentials(_Credentials):
 class BlueskyCredentials(_Credentials):
     handle: Handle = Field(description="e.g. alice.bsky.social")
     app_password: SecretStr = Field(description="an app password (Settings → App passwords), never your password")
-    service_url: AnyHttpUrl | None = Field(default=None, description="your PDS, if not bsky.social")
+    service_url: OriginUrl | None = Field(default=None, description="your PDS's address only, if not bsky.social")
 
     @field_validator("app_password")
     @classmethod
@@ -75,7 +87,8 @@ class XCredentials(_Credentials):
 class EmailIdentity(_Credentials, SmtpIdentity):
     """Their own SMTP account: emails go out from their address, through their server."""
 
-    display_name: Handle | None = Field(default=None, description="the name your contacts see; else your name here")
+    display_name: DisplayName | None = Field(default=None,
+                                             description="the name your contacts see; else your name here")
 
 
 CREDENTIALS: dict[Channel, type[_Credentials]] = {
@@ -97,6 +110,29 @@ class NetworkStatus(BaseModel):
 def parse(network: Channel, body: dict) -> _Credentials:
     """Raises ValidationError naming the field (never echoing its value)."""
     return CREDENTIALS[network].model_validate(body)
+
+
+async def refused_addresses(creds: _Credentials, policy: EgressPolicy) -> list[dict]:
+    """422 details, one per field whose address the egress policy refuses
+    (empty: every address may be kept). Resolves names: awaited outside the
+    book's session."""
+    details: list[dict] = []
+
+    async def check(field: str, tls_field: str, origin_of: Callable[[], Origin]) -> None:
+        try:
+            found = origin_of()
+            await policy.check_input(found.host, found.port)
+        except EgressRefused as exc:  # the message names the rule, never a resolved address
+            details.append({"loc": ["body", tls_field if exc.rule == "scheme" else field],
+                            "msg": str(exc), "type": "egress_refused"})
+
+    for name in ("instance_url", "service_url"):
+        if url := getattr(creds, name, None):
+            await check(name, name, lambda url=url: policy.check_origin(url))
+    if isinstance(creds, EmailIdentity):
+        await check("host", "security", lambda: Origin(
+            "smtp", policy.check_smtp(creds.host, creds.port, creds.security), creds.port))
+    return details
 
 
 def validation_detail(exc: ValidationError) -> list[dict]:

@@ -3,7 +3,13 @@
 Each connection sends one message at a time (SMTP is sequential per
 connection); the pool's size is the dispatcher's sending concurrency.
 A connection that drops is replaced on its next use; the error reaches the
-caller, whose job is retried."""
+caller, whose job is retried.
+
+A volunteer's own server is reached through the egress policy
+(``shared.egress``), at every (re)connection: its name resolved once and
+checked, the socket connected to that checked address, TLS verifying the
+name; a refused address raises ``EgressRefused`` before any byte is sent.
+The campaign's relay is the operator's setting and is connected as named."""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from email.message import EmailMessage
 import aiosmtplib
 
 from services.dispatch.settings import EmailDispatchSettings
+from shared.egress import EgressPolicy, connect_socket
 
 
 @dataclass(frozen=True)
@@ -29,6 +36,11 @@ class SmtpAccount:
     starttls: bool = False
     tls: bool = False
     timeout: float = 30.0
+    egress: EgressPolicy | None = field(default=None, compare=False)  # set for a volunteer's own server
+
+    @property
+    def security(self) -> str:
+        return "tls" if self.tls else "starttls" if self.starttls else "none"
 
     @classmethod
     def campaign_relay(cls, s: EmailDispatchSettings) -> "SmtpAccount":
@@ -54,10 +66,25 @@ class SmtpPool:
                 self._idle.put_nowait(None)  # a slot, connected on first use
         return self._idle
 
-    def _new_client(self) -> aiosmtplib.SMTP:
+    async def _connect(self) -> aiosmtplib.SMTP:
         a = self.account
-        return aiosmtplib.SMTP(hostname=a.host, port=a.port, use_tls=a.tls, start_tls=a.starttls,
-                               username=a.username, password=a.password, timeout=a.timeout)
+        if a.egress is None:
+            client = aiosmtplib.SMTP(hostname=a.host, port=a.port, use_tls=a.tls, start_tls=a.starttls,
+                                     username=a.username, password=a.password, timeout=a.timeout)
+            await client.connect()
+            return client
+        host = a.egress.check_smtp(a.host, a.port, a.security)
+        sock = await connect_socket(a.egress, host, a.port, a.timeout)
+        # hostname is the name, not the address: TLS (implicit or STARTTLS) verifies the certificate for it
+        client = aiosmtplib.SMTP(hostname=host, sock=sock, use_tls=a.tls, start_tls=a.starttls,
+                                 username=a.username, password=a.password, timeout=a.timeout)
+        try:
+            await client.connect()
+        except BaseException:
+            client.close()
+            sock.close()
+            raise
+        return client
 
     @asynccontextmanager
     async def connection(self) -> AsyncIterator[aiosmtplib.SMTP]:
@@ -68,8 +95,8 @@ class SmtpPool:
         try:
             if client is None or not client.is_connected:
                 self._clients.discard(client)
-                client = self._new_client()
-                await client.connect()
+                client = None  # if connecting fails, the slot goes back empty
+                client = await self._connect()
                 self._clients.add(client)
             yield client
         except BaseException:

@@ -16,9 +16,18 @@ from services.contacts.api.deps import current_volunteer, not_found, with_book
 from services.contacts.book import Book
 from services.contacts.networks import NETWORKS, NetworkStatus
 from services.contacts.store import Volunteer
+from shared.egress import EgressPolicy
 from shared.events import Channel
 
 router = APIRouter(prefix="/me/networks", tags=["my networks"])
+
+
+def egress(request: Request) -> EgressPolicy:
+    """The egress policy of this app's settings (MAILLAGE_EGRESS_ALLOW), made once."""
+    state = request.app.state
+    if getattr(state, "egress", None) is None:
+        state.egress = EgressPolicy.of(state.settings.common)
+    return state.egress
 
 
 def known(network: str) -> Channel:
@@ -45,9 +54,10 @@ async def get_network(network: str, request: Request, vol: Volunteer = Depends(c
 
 @router.put("/{network}", summary="Connect (or reconnect) a social account or my email identity",
             description="mastodon: instance_url, access_token, handle · bluesky: handle, app_password "
-            "(an app password), service_url · x: access_token (OAuth 2.0 user token), handle · "
+            "(an app password), service_url (an https origin, nothing after it) · "
+            "x: access_token (OAuth 2.0 user token), handle · "
             "email (your own SMTP account; your relays' emails then come from your address, through "
-            "your server): host, port, security (starttls, tls; none only to localhost), username, "
+            "your server): host (a public name or address), port, security (starttls, tls), username, "
             "password, from_address, display_name. "
             "The credentials are stored encrypted with your key and never shown again.")
 async def put_network(network: str, request: Request, body: dict[str, Any] = Body(...),
@@ -57,6 +67,8 @@ async def put_network(network: str, request: Request, body: dict[str, Any] = Bod
         creds = networks.parse(channel, body)
     except ValidationError as exc:
         raise HTTPException(422, detail=networks.validation_detail(exc)) from None
+    if refused := await networks.refused_addresses(creds, egress(request)):
+        raise HTTPException(422, detail=refused)
     return await with_book(request, vol, lambda s, book: networks.connect(s, book, channel, creds))
 
 

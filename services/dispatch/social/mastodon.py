@@ -6,7 +6,10 @@
   (``GET /api/v2/instance`` → ``configuration.statuses.max_characters``,
   cached per instance).
 - ``X-RateLimit-Remaining``/``-Reset`` are read on every answer so the
-  worker can pause before the window is spent; a 429 says how long to wait."""
+  worker can pause before the window is spent; a 429 says how long to wait.
+- The instance is the volunteer's to name: only its origin is used, through
+  the egress policy (``shared.egress``); an address it refuses is a
+  permanent ``egress_refused``, nothing sent."""
 
 from __future__ import annotations
 
@@ -14,7 +17,8 @@ import time
 
 import httpx
 
-from services.dispatch.social.domain import Outcome, Window, classify, fit, retry_after
+from services.dispatch.social.domain import Outcome, Verdict, Window, classify, fit, retry_after
+from shared.egress import REASON, EgressRefused, require_pinned
 from shared.events import Channel, SocialPostJob
 from shared.postlength import mastodon_length
 
@@ -24,6 +28,7 @@ class MastodonPoster:
 
     def __init__(self, http: httpx.AsyncClient, *, default_limit: int = 500, cache_seconds: float = 3600.0) -> None:
         self.http = http
+        self.egress = require_pinned(http)
         self.default_limit = default_limit
         self.cache_seconds = cache_seconds
         self._limits: dict[str, tuple[int, float]] = {}
@@ -43,13 +48,17 @@ class MastodonPoster:
         return limit
 
     async def post(self, job: SocialPostJob, creds: dict, *, retried: bool = False) -> tuple[Outcome, Window | None]:
-        instance = creds["instance_url"].rstrip("/")
-        status = fit(job.text, job.link, await self.max_characters(instance), mastodon_length)
-        r = await self.http.post(
-            f"{instance}/api/v1/statuses",
-            json={"status": status, "visibility": "public"},
-            headers={"Authorization": f"Bearer {creds['access_token']}", "Idempotency-Key": job.job_id},
-        )
+        try:
+            # the stored URL is re-read as an origin: whatever else it carries never reaches a request
+            instance = self.egress.check_origin(creds["instance_url"]).url
+            status = fit(job.text, job.link, await self.max_characters(instance), mastodon_length)
+            r = await self.http.post(
+                f"{instance}/api/v1/statuses",
+                json={"status": status, "visibility": "public"},
+                headers={"Authorization": f"Bearer {creds['access_token']}", "Idempotency-Key": job.job_id},
+            )
+        except EgressRefused:
+            return Outcome(Verdict.failed, REASON), None
         now = time.time()
         window = Window.read(r.headers, "x-ratelimit-remaining", "x-ratelimit-reset", now)
         outcome = classify(r.status_code)

@@ -5,7 +5,9 @@
   403 "duplicate content": on a redelivered job that means our first try
   went through, so it counts as posted (on a first try: "duplicate").
 - A 429 waits until ``x-rate-limit-reset`` (epoch seconds); a 401 means
-  the token was revoked or expired."""
+  the token was revoked or expired.
+- The API URL is the operator's, not a volunteer's; it still goes through
+  the same pinned client, so a misconfigured one cannot reach inside."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import time
 import httpx
 
 from services.dispatch.social.domain import POSTED, Outcome, Verdict, Window, classify, fit, retry_after
+from shared.egress import REASON, EgressRefused, require_pinned
 from shared.events import Channel, SocialPostJob
 from shared.postlength import x_length
 
@@ -32,14 +35,18 @@ class XPoster:
 
     def __init__(self, http: httpx.AsyncClient, *, api_url: str = "https://api.x.com") -> None:
         self.http = http
-        self.api_url = api_url.rstrip("/")
+        # refused at start (a crash naming the setting), not at every job
+        self.api_url = require_pinned(http).check_origin(api_url).url
 
     async def post(self, job: SocialPostJob, creds: dict, *, retried: bool = False) -> tuple[Outcome, Window | None]:
-        r = await self.http.post(
-            f"{self.api_url}/2/tweets",
-            json={"text": fit(job.text, job.link, X_LIMIT, x_length)},
-            headers={"Authorization": f"Bearer {creds['access_token']}"},
-        )
+        try:
+            r = await self.http.post(
+                f"{self.api_url}/2/tweets",
+                json={"text": fit(job.text, job.link, X_LIMIT, x_length)},
+                headers={"Authorization": f"Bearer {creds['access_token']}"},
+            )
+        except EgressRefused:  # its name now resolves to an address the policy refuses
+            return Outcome(Verdict.failed, REASON), None
         now = time.time()
         window = Window.read(r.headers, "x-rate-limit-remaining", "x-rate-limit-reset", now)
         if r.status_code == 403 and _duplicate(r):  # our own earlier try went through; else the volunteer's
