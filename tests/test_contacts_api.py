@@ -65,6 +65,7 @@ from tests.test_http_api import (
     upload,
 )
 from tests.streams import stream_payloads
+from tests.transit_keys import opened_job  # jobs are sealed on the stream: opened as dispatch-email does
 
 CAMPAIGN = "Lyon en commun"
 PUBLIC_URL = "https://contacts.campagne.example"
@@ -103,11 +104,12 @@ def names(contacts: TestClient, auth: dict[str, str], **params: Any) -> set[str]
 
 
 def invitations(nats_url: str) -> list[dict[str, Any]]:
-    return [job for _, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "invitation"]
+    return [opened_job(job) for _, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name)
+            if job["kind"] == "invitation"]
 
 
 def relay_jobs(nats_url: str) -> list[dict[str, Any]]:
-    return [job for _, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "relay"]
+    return [opened_job(job) for _, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "relay"]
 
 
 def link_token(url_or_text: str, kind: str) -> str:

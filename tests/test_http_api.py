@@ -62,6 +62,7 @@ from shared.links import LinkSigner
 from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
 from tests.conftest import NatsServer, start_nats
 from tests.streams import stream_payloads
+from tests.transit_keys import opened_job
 from tests.volunteer_accounts import new_volunteer as invited_and_redeemed
 from tests.waiting import poll
 
@@ -715,7 +716,7 @@ def test_public_links_refuse_forged_and_other_purpose_tokens(contacts: TestClien
     _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
     b1 = add_contact(contacts, bob, "Louis Petit", "louis.petit@exemple.fr", ["education"])
     b2 = add_contact(contacts, bob, "Zoé Lambert", "zoe.lambert@exemple.fr", ["housing"], consent="invited")
-    invitation = next(job for subject, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name)
+    invitation = next(job for job in (opened_job(j) for _, j in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name))
                       if job["kind"] == "invitation" and job["recipient_email"] == email_of(b2))
     consent_token = re.search(r"/consent/([\w.-]+)", invitation["body_text"]).group(1)
     unsubscribe_token = invitation["unsubscribe_url"].rsplit("/u/", 1)[1]
