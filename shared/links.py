@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import math
 import time
 from typing import Any
 
@@ -62,7 +63,7 @@ class LinkSigner:
         if not isinstance(data, dict):
             raise InvalidLink("this link is not valid")
         exp = data.get("exp")
-        if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int | float)):
+        if exp is not None and (isinstance(exp, bool) or not isinstance(exp, int | float) or not math.isfinite(exp)):
             raise InvalidLink("this link is not valid")
         if exp is not None and exp < time.time():
             raise InvalidLink("this link has expired")
