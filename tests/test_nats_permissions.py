@@ -6,12 +6,8 @@ works when every service connects as its own user (test_deploy_e2e.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 
-import nats
 import pytest
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
@@ -20,69 +16,11 @@ from shared.bus import Bus, inbox_prefix
 from shared.catalogue import (
     CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, EMAIL_JOB, FEED, MATCHER, SERVICES, SUBJECTS, subject_matches,
 )
-from tests.conftest import apply_streams_now
-from tests.nats_auth import ROOT, secured_config, server_env
+from tests.nats_auth import REFUSED, ROOT, connect, secured, secured_config, server_env  # noqa: F401 (fixtures)
 from tools.nats_permissions import DEFAULT_PATH, main as permissions_main, permissions
-from tools.stack import free_port, nats_server_binary, wait_for_port
-from tools.streams import STREAMS_USER
+from tools.stack import free_port, nats_server_binary
 
 JOBS = EMAIL_JOB.stream.name  # DISPATCH_JOBS
-REFUSED = 1.0  # seconds a refused request waits for the reply that never comes
-
-
-@dataclass
-class Secured:
-    url: str
-    passwords: dict[str, str]
-
-
-@pytest.fixture
-def secured(tmp_path) -> Iterator[Secured]:
-    port = free_port()
-    conf, passwords = secured_config(tmp_path / "nats", port)
-    proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], env=server_env(passwords),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, 10)
-    url = f"nats://127.0.0.1:{port}"
-    apply_streams_now(url, user=STREAMS_USER, password=passwords[STREAMS_USER])  # the ops step, as in production
-    yield Secured(url, passwords)
-    proc.terminate()
-    proc.wait(10)
-
-
-@dataclass
-class Client:
-    nc: nats.NATS
-    errors: list[str] = field(default_factory=list)
-
-    async def refused(self, what: str) -> bool:
-        """The server reported a permissions violation naming ``what``."""
-        for _ in range(40):
-            if any("permissions violation" in e.lower() and what.lower() in e.lower() for e in self.errors):
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
-
-@pytest.fixture
-async def connect(secured: Secured) -> AsyncIterator:
-    clients: list[Client] = []
-
-    async def as_user(user: str, password: str | None = None) -> Client:
-        client = Client(None)  # type: ignore[arg-type]
-
-        async def on_error(exc: Exception) -> None:
-            client.errors.append(str(exc))
-
-        client.nc = await nats.connect(secured.url, user=user, password=password or secured.passwords[user],
-                                       inbox_prefix=inbox_prefix(user), error_cb=on_error,
-                                       allow_reconnect=False)
-        clients.append(client)
-        return client
-
-    yield as_user
-    for client in clients:
-        await client.nc.close()
 
 
 def test_the_committed_auth_conf_is_generated_from_the_current_catalogue():

@@ -135,8 +135,15 @@ async def apply(url: str, *, user: str | None = None, password: str | None = Non
     """Connect as the streams user (or anonymously, on a server without
     users) and apply. Connection and permission errors propagate."""
     credentials = {"user": user or STREAMS_USER, "password": password} if password else {}
+
+    async def quiet(_exc: Exception) -> None:  # nats-py prints a traceback per failed attempt; the caller reports
+        pass
+
+    # A few tries a second apart (a Job may start while NATS rolls), then
+    # the error: the Job's own retries take over.
     nc = await nats.connect(url, name="maillage-streams", inbox_prefix=inbox_prefix(user or STREAMS_USER),
-                            allow_reconnect=False, connect_timeout=timeout, **credentials)
+                            allow_reconnect=False, connect_timeout=timeout, max_reconnect_attempts=2,
+                            reconnect_time_wait=1, error_cb=quiet, **credentials)
     try:
         return await apply_streams(nc.jetstream(timeout=timeout), specs, replicas=replicas, dry_run=dry_run)
     finally:
