@@ -94,7 +94,7 @@ def settings(smtp_host: str, smtp_port: int, nats_url: str = "nats://127.0.0.1:1
     more.setdefault("transit_key", TRANSIT_KEYS[Channel.email])
     return EmailDispatchSettings(
         from_address=FROM, list_id=LIST_ID, smtp_host=smtp_host, smtp_port=smtp_port, smtp_timeout=5,
-        common=CommonSettings(nats_url=nats_url), **more,
+        common=CommonSettings(nats_url=nats_url, egress_allow=more.pop("egress_allow", "")), **more,
     )
 
 

@@ -34,6 +34,8 @@ from services.dispatch.smtp import SmtpPool
 from services.dispatch.withdrawals import WithdrawnMessages
 from shared.bus import Bus, Replay, redelivery_delay
 from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, SUPPRESSION_ADDED
+from shared.egress import REASON as EGRESS_REFUSED
+from shared.egress import EgressPolicy, EgressRefused
 from shared.events import Channel, DeadLetter, DeliveryStatus, DispatchResult, EmailJob, OpenedEmailJob, Suppressed
 from shared.sealed import SealError, TransitSealer, open_email
 
@@ -88,7 +90,7 @@ class EmailDispatcher:
         self.settings = settings
         self.sender = SmtpPool(settings)
         self.sealer = TransitSealer.from_secret(Channel.email, settings.transit_key)
-        self.own_accounts = OwnAccounts(settings.smtp_timeout)
+        self.own_accounts = OwnAccounts(settings.smtp_timeout, EgressPolicy.of(settings.common))
         self.ledger = ledger or open_ledger(settings.ledger_url)
         self.limits = SendLimits(settings, self.ledger)
         self.signer = signer_of(settings)
@@ -237,6 +239,8 @@ class EmailDispatcher:
             return classify_smtp_code(code), code, f"smtp {code}"
         except aiosmtplib.SMTPResponseException as exc:
             return classify_smtp_code(exc.code), exc.code, f"smtp {exc.code}"
+        except EgressRefused:  # the volunteer's server is not a public address: no retry makes it one
+            return Outcome.failed, None, EGRESS_REFUSED
         except (aiosmtplib.SMTPException, OSError) as exc:
             return Outcome.retry, None, type(exc).__name__
 
