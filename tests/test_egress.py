@@ -53,7 +53,8 @@ from shared.egress import (
     refused_address,
     require_pinned,
 )
-from shared.events import Channel
+from shared.catalogue import EMAIL_JOB, MASTODON_JOB
+from shared.events import Channel, DeliveryStatus
 from shared.settings import CommonSettings
 from tests.apps import contacts_settings
 from tests.conftest import SmtpServer, start_nats
@@ -534,3 +535,47 @@ def test_contacts_keeps_the_origin_only_and_takes_an_allow_listed_local_server(c
         book = open_book(session, contacts.app.state.keys.master, contacts.app.state.keys.index,
                          session.exec(select(Volunteer).where(Volunteer.id == vid)).one())
         assert connected_credentials(session, book)[Channel.mastodon]["instance_url"] == "https://mastodon.example"
+
+
+# -- the dispatchers over a real nats-server: a job aimed inward is a permanent, typed failure ---------
+
+
+async def test_a_post_job_aimed_inward_fails_as_egress_refused_and_reaches_nothing(nats_server, fake):
+    from tests.test_social_worker import job as post_job
+    from tests.test_social_worker import results as post_results
+    from tests.test_social_worker import running
+
+    async with Listener() as listener:
+        targets = [f"http://127.0.0.1:{listener.port}/internal/x?y=", f"https://127.0.0.1:{nats_server.port}",
+                   f"https://localhost:{PG_PORT}"]
+        async with running("mastodon", nats_server.url, fake) as contacts:
+            jobs = [post_job(n, {"instance_url": url, "access_token": "tok-alice"}, "mastodon")
+                    for n, url in enumerate(targets, 1)]
+            jobs.append(post_job(9, {"instance_url": fake.url, "access_token": "tok-alice"}, "mastodon"))
+            for j in jobs:
+                await contacts.publish(MASTODON_JOB, j, msg_id=j.job_id)
+            got = {r.job_id: (r.status, r.reason) for r in await post_results(nats_server.url, "mastodon", 4)}
+    assert got == {"job-1": (DeliveryStatus.failed, REASON), "job-2": (DeliveryStatus.failed, REASON),
+                   "job-3": (DeliveryStatus.failed, REASON), "job-9": (DeliveryStatus.delivered, None)}
+    assert listener.accepted == 0 and len(fake.statuses) == 1  # the allow-listed fake shows the path works
+
+
+async def test_an_email_job_through_an_inward_own_server_fails_as_egress_refused(nats_server, smtp_server):
+    from tests.test_dispatch_email import consumer_settled, dispatcher, job as email_job, results as email_results
+
+    async with Listener() as listener:
+        inward_servers = [("127.0.0.1", listener.port, "starttls"), ("127.0.0.1", nats_server.port, "tls"),
+                          ("localhost", PG_PORT, "none"), ("::ffff:127.0.0.1", listener.port, "starttls")]
+        jobs = [email_job(n, smtp_account={"host": host, "port": port, "security": security, "username": "alice",
+                                           "password": "mdp-alice", "from_address": "alice.martin@perso.example"})
+                for n, (host, port, security) in enumerate(inward_servers, 1)]
+        CONNECTS.clear()
+        async with dispatcher(nats_server.url, smtp_server) as (contacts, _):
+            for j in (*jobs, email_job(9)):
+                await contacts.publish(EMAIL_JOB, j, msg_id=j.job_id)
+            got = {r.job_id: (r.status, r.reason) for r, _ in await email_results(nats_server.url, 5)}
+            await consumer_settled(nats_server.url)  # nothing left to retry: the refusals are final
+    assert got == {**{f"job-{n}": (DeliveryStatus.failed, REASON) for n in range(1, 5)},
+                   "job-9": (DeliveryStatus.delivered, None)}
+    assert listener.accepted == 0 and connected_to(listener.port) == [] and connected_to(PG_PORT) == []
+    assert [m["To"] for m in smtp_server.recorder.messages] == ["Camille Dupont9 <camille9@exemple.fr>"]
