@@ -40,6 +40,7 @@ from shared.events import MessagePublished, Suggestion, Variants
 from tests.apps import BOUNCE_TOKEN, PROVISIONING_TOKEN, build_apps, contacts_settings
 from tests.conftest import SmtpRecorder
 from tests.volunteer_accounts import NewVolunteer, new_volunteer
+from tests.web_client import Browser
 from tests.waiting import poll
 
 PUBLIC_URL = "https://contacts.campagne.example"
@@ -60,7 +61,8 @@ def stack(nats_url: str, db_url: str, smtp_server) -> Iterator[Stack]:
     # the per-person cap is 1, so one test can reach it with two messages
     contacts = create_app(contacts_settings(nats_url, db_url, public_url=PUBLIC_URL, recipient_cap=1))
     dispatcher = build_apps(nats_url, smtp_port=smtp_server.port)["dispatch-email"]
-    with TestClient(contacts) as c, TestClient(dispatcher) as d:
+    # https: the web pages' session cookie is Secure
+    with TestClient(contacts, base_url="https://testserver") as c, TestClient(dispatcher) as d:
         poll(lambda: d.get("/readyz").status_code, lambda s: s == 200, what="the email dispatcher")
         yield Stack(c, d, smtp_server.recorder, nats_url)
 
@@ -403,3 +405,33 @@ def test_what_a_volunteer_is_told_is_the_same_whatever_the_person_or_another_vol
 def relay_id_of(stack: Stack, vol: NewVolunteer, suggestions: dict[str, str]) -> str:
     inbox = stack.contacts.get("/inbox", headers=vol.auth).json()
     return next(e["relay_id"] for e in inbox if e["suggestion_id"] == suggestions[vol.volunteer_id])
+
+
+def test_the_web_forms_refuse_the_same_way(stack: Stack):
+    """A volunteer on the contact page: confirming or inviting a refusing
+    address shows the neutral refusal and changes nothing."""
+    alice = volunteer(stack, "Alice")
+    louis = "louis.petit@exemple.fr"
+    first = added(stack, alice, louis)
+    assert invite(stack, alice, first).status_code == 200
+    answer(stack, consent_link(received(stack, louis, 1)), "no")
+
+    bob = Browser(stack.contacts)
+    code = stack.contacts.post("/admin/invites", json={"display_name": "Bob", "email": "bob@benevoles.example"},
+                               headers={"Authorization": f"Bearer {PROVISIONING_TOKEN}"}).json()["code"]
+    assert bob.post_form("/app/sign-in/invite", {"code": code}, from_page="/join").status_code == 303
+    imported = bob.post_form("/app/import", from_page="/app/import", files={"file": (
+        "c.csv", f"First Name,E-mail Address,Email Consent\nLouis,{louis},confirmed\n".encode(), "text/csv")})
+    assert imported.status_code == 303, imported.text
+    page = poll(lambda: bob.get("/app/contacts").text, lambda text: "/app/contacts/" in text and "Louis" in text,
+                what="the import")
+    contact = "/app/contacts/" + re.search(r'href="/app/contacts/([0-9a-f]{32})">Louis<', page).group(1)
+    assert "badge unknown" in bob.get(contact).text  # the file's consent column confirmed nothing
+
+    confirmed = bob.post_form(f"{contact}/consent", {"state": "confirmed", "proof": PROOF}, from_page=contact)
+    assert confirmed.status_code == 422 and NEUTRAL.removeprefix("emails: ") in confirmed.text, confirmed.text
+    invited = bob.post_form(f"{contact}/invite", from_page=contact)
+    assert invited.status_code == 409 and NEUTRAL in invited.text, invited.text
+    assert "badge unknown" in bob.get(contact).text
+    settled(stack)
+    assert len(mail_to(stack, louis)) == 1
