@@ -3,7 +3,9 @@ process as `make run` starts them. Alice connects her email identity (a
 second real SMTP server, with AUTH); her relay's email arrives there,
 From: her, authenticated with her login, and never in the campaign's relay.
 Bob connected none: his goes through the campaign's relay as before.
-Her password reaches no log."""
+Her password reaches no log. Bob cannot name the stack's own ports as his
+server (the egress policy): Alice's reaches her server only because the
+allow-list names it."""
 
 from __future__ import annotations
 
@@ -50,9 +52,12 @@ def own_server() -> Iterator[tuple[SmtpServer, Logins]]:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, smtp_server):
+def stack(tmp_path: Path, smtp_server, own_server):
+    # Alice's server is on loopback: contacts and dispatch-email reach it only
+    # because the allow-list names it, as a local run names its sink (shared.egress)
+    own, _ = own_server
     cfg = StackConfig(var=tmp_path / "var", ports=Ports.free(), start_sink=False, smtp_host=smtp_server.host,
-                      log_format="json")
+                      log_format="json", egress_allow=f"{own.host}:{own.port}")
     cfg.ports.smtp = smtp_server.port
     with Stack(cfg) as running:
         yield running
@@ -66,6 +71,15 @@ def test_a_relay_goes_through_the_volunteers_own_smtp_account(stack, smtp_server
     with httpx.Client(timeout=10) as http:
         alice = volunteer(http, cfg, "Alice Martin", "alice@benevoles.example")
         bob = volunteer(http, cfg, "Bob Nguyen", "bob@benevoles.example")
+        # the stack's own ports are not Bob's to name (issue 11, finding 5): only Alice's allow-listed server is
+        for port in (cfg.ports.nats, cfg.ports.contacts, cfg.ports.smtp):
+            r = http.put(f"{contacts}/me/networks/email", headers=bob, json={
+                "host": "127.0.0.1", "port": port, "security": "starttls", "username": "bob", "password": "x" * 8,
+                "from_address": "bob@perso.example"})
+            assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "host"], r.text
+        r = http.put(f"{contacts}/me/networks/mastodon", headers=bob, json={
+            "instance_url": f"http://127.0.0.1:{cfg.ports.feed}/messages?x=", "access_token": "t" * 10})
+        assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "instance_url"], r.text
         r = http.put(f"{contacts}/me/networks/email", headers=alice, json={
             "host": own.host, "port": own.port, "security": "none", "username": LOGIN, "password": PASSWORD,
             "from_address": "alice@perso.example", "display_name": "Alice M."})
