@@ -380,3 +380,33 @@ async def test_a_service_waits_for_its_streams_and_never_declares_one(tmp_path):
         await nc.close()
         server.process.terminate()
         server.process.wait(10)
+
+
+@pytest.mark.parametrize("overlay", ["dev", "prod"])
+def test_kubernetes_runs_the_step_as_a_job_under_the_streams_user(overlay):
+    """deploy/k8s: one Job runs `python -m tools.streams apply` as the NATS
+    user streams, its password from its own Secret (prod: made out of band),
+    its replicas from the common settings; it reaches NATS and DNS only."""
+    from tests.test_deploy_manifests import objects
+
+    rendered = objects(overlay)
+    [job] = [o for o in rendered if o["kind"] == "Job"]
+    assert job["metadata"]["name"] == STREAMS_USER
+    pod = job["spec"]["template"]["spec"]
+    [main] = pod["containers"]
+    assert main["args"] == ["python", "-m", "tools.streams", "apply"]
+    assert {"name": "MAILLAGE_NATS_USER", "value": STREAMS_USER} in main["env"]
+    assert {"secretRef": {"name": f"maillage-{STREAMS_USER}"}} in main["envFrom"]
+    assert {"configMapRef": {"name": "maillage-common"}} in main["envFrom"]
+    assert pod["restartPolicy"] == "OnFailure" and job["spec"]["ttlSecondsAfterFinished"] > 0
+    assert main["securityContext"]["readOnlyRootFilesystem"] and pod["securityContext"]["runAsNonRoot"]
+    [policy] = [o for o in rendered if o["kind"] == "NetworkPolicy" and o["metadata"]["name"] == STREAMS_USER]
+    assert policy["spec"]["ingress"] == [] and {p["port"] for r in policy["spec"]["egress"] for p in r["ports"]} == \
+        {4222, 53}
+    secrets = [o for o in rendered if o["kind"] == "Secret" and o["metadata"]["name"] == f"maillage-{STREAMS_USER}"]
+    assert [list(s["stringData"]) for s in secrets] == ([] if overlay == "prod" else [["MAILLAGE_NATS_PASSWORD"]])
+    # no service workload carries the step's password or runs it
+    for obj in rendered:
+        if obj["kind"] in ("Deployment", "StatefulSet"):
+            refs = [e for c in obj["spec"]["template"]["spec"]["containers"] for e in c.get("envFrom", [])]
+            assert {"secretRef": {"name": f"maillage-{STREAMS_USER}"}} not in refs

@@ -7,6 +7,11 @@ come from each service's settings, the dispatch channels from
 NATS users from ``tools.nats_permissions``: a new channel or setting reaches
 the manifests by ``make docs``, never by hand. Overlays (dev, prod) and the
 monitoring files are written by hand.
+
+Beside the services, the Job ``streams`` applies the catalogue's JetStream
+streams (``python -m tools.streams apply``) as the NATS user of that name,
+the only one allowed to create or update a stream; the services wait for
+their streams and are not ready until they exist.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from pydantic import SecretStr
 
 from services.dispatch.__main__ import CHANNELS
 from shared.settings import ServiceSettings
+from tools.streams import STREAMS_USER
 
 OUT = Path("deploy/k8s/base/generated")
 IMAGE = "maillage"  # the overlays pin the registry and tag with `images:`
@@ -32,6 +38,10 @@ PRESTOP_SECONDS = 5
 NATS_PORT = 4222
 POSTGRES_PORT = 5432
 URL_FIELDS = ("database_url", "ledger_url")  # carry a password in production
+# A finished Job is removed after this long, so that the next `kubectl apply`
+# creates it again and the streams are re-applied with the new image (a Job's
+# pod template cannot be changed in place).
+STREAMS_JOB_TTL_SECONDS = 300
 
 
 @dataclass
@@ -112,18 +122,26 @@ def container(w: Workload) -> dict:
         "startupProbe": {**probe, "failureThreshold": 60, "periodSeconds": 5},
         "lifecycle": {"preStop": {"exec": {"command": ["sleep", str(PRESTOP_SECONDS)]}}},
         "resources": {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"cpu": "1", "memory": "1Gi"}},
-        "securityContext": {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
-                            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}},
+        "securityContext": container_security(),
         "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
     }
+
+
+def container_security() -> dict:
+    return {"allowPrivilegeEscalation": False, "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True, "capabilities": {"drop": ["ALL"]}}
+
+
+def pod_security() -> dict:
+    return {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
+            "seccompProfile": {"type": "RuntimeDefault"}}
 
 
 def pod_spec(w: Workload) -> dict:
     spec = {
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": TERMINATION_GRACE_SECONDS,
-        "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
-                            "seccompProfile": {"type": "RuntimeDefault"}},
+        "securityContext": pod_security(),
         "containers": [container(w)],
         "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}],
     }
@@ -187,6 +205,15 @@ def autoscaler(w: Workload) -> dict | None:
     return None
 
 
+def nats_and_dns_egress() -> list[dict]:
+    return [
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}],
+         "ports": [{"port": NATS_PORT, "protocol": "TCP"}]},
+        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+         "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
+    ]
+
+
 def network_policy(w: Workload) -> dict:
     """What may reach the pod and what it may reach, beyond the namespace's
     default deny (common.yaml): its port from the ingress controller (public
@@ -194,13 +221,7 @@ def network_policy(w: Workload) -> dict:
     port = [{"port": "http", "protocol": "TCP"}]
     monitoring = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
     ingress = [{"ports": port}] if w.public else [{"from": [monitoring], "ports": port}]
-    egress = [
-        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"app.kubernetes.io/name": "nats"}}}],
-         "ports": [{"port": NATS_PORT, "protocol": "TCP"}]},
-        {"to": [{"namespaceSelector": {}, "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
-         "ports": [{"port": 53, "protocol": "UDP"}, {"port": 53, "protocol": "TCP"}]},
-        *w.egress,
-    ]
+    egress = [*nats_and_dns_egress(), *w.egress]
     if w.database:
         egress.append({"to": [{"podSelector": {"matchLabels": {"cnpg.io/cluster": "maillage-db"}}}],
                        "ports": [{"port": POSTGRES_PORT, "protocol": "TCP"}]})
@@ -222,12 +243,55 @@ def documents(w: Workload) -> list[dict]:
     return [d for d in docs if d is not None]
 
 
+def streams_documents() -> list[dict]:
+    """The Job that applies the streams, its Secret template (the password
+    of the NATS user ``streams``) and its network policy (NATS and DNS out,
+    nothing in). It runs beside the services on every apply; they wait for
+    it (shared.bus.Bus.wait_for_streams)."""
+    def lbl() -> dict:  # a fresh dict each time: a shared one is dumped as a YAML alias
+        return {"app.kubernetes.io/name": STREAMS_USER, **PART_OF}
+
+    def meta() -> dict:
+        return {"name": STREAMS_USER, "labels": lbl()}
+
+    main = {
+        "name": STREAMS_USER,
+        "image": IMAGE,
+        "args": ["python", "-m", "tools.streams", "apply"],
+        # MAILLAGE_NATS_URL and MAILLAGE_STREAM_REPLICAS (3 in prod) from the common settings
+        "envFrom": [{"configMapRef": {"name": "maillage-common"}}, {"secretRef": {"name": f"maillage-{STREAMS_USER}"}}],
+        "env": [{"name": "MAILLAGE_NATS_USER", "value": STREAMS_USER}],
+        "resources": {"requests": {"cpu": "50m", "memory": "128Mi"}, "limits": {"cpu": "500m", "memory": "256Mi"}},
+        "securityContext": container_security(),
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],
+    }
+    pod = {
+        "automountServiceAccountToken": False,
+        "restartPolicy": "OnFailure",  # NATS may still be rolling out: retried with backoff
+        "securityContext": pod_security(),
+        "containers": [main],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": "64Mi"}}],
+    }
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta(), "spec": {
+        "backoffLimit": 10, "ttlSecondsAfterFinished": STREAMS_JOB_TTL_SECONDS,
+        "template": {"metadata": {"labels": lbl()}, "spec": pod}}}
+    policy = {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy", "metadata": meta(),
+              "spec": {"podSelector": {"matchLabels": lbl()}, "policyTypes": ["Ingress", "Egress"],
+                       "ingress": [], "egress": nats_and_dns_egress()}}
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": f"maillage-{STREAMS_USER}", "labels": lbl(),
+                           "annotations": {"maillage/template": "replace every value; see deploy/README.md"}},
+              "stringData": {"MAILLAGE_NATS_PASSWORD": "REPLACE_ME"}}
+    return [job, policy, secret]
+
+
 def render() -> dict[str, str]:
     """File name → YAML text."""
     header = "# Generated by `python -m tools.k8s_manifests` (make docs): do not edit.\n"
     files = {}
     for w in workloads():
         files[f"{w.name}.yaml"] = header + yaml.safe_dump_all(documents(w), sort_keys=False, width=120)
+    files[f"{STREAMS_USER}.yaml"] = header + yaml.safe_dump_all(streams_documents(), sort_keys=False, width=120)
     files["kustomization.yaml"] = header + yaml.safe_dump(
         {"apiVersion": "kustomize.config.k8s.io/v1beta1", "kind": "Kustomization",
          "resources": sorted(f for f in files)}, sort_keys=False)
