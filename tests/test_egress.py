@@ -446,6 +446,23 @@ async def test_no_adapter_reaches_nats_or_postgresql(nats):
     assert nats.total_connections() == before + 1
 
 
+async def test_a_name_resolving_inward_is_refused_at_connection_time_by_every_adapter():
+    # a stubbed resolver stands in for DNS: the name passes every static check, only its answer is inward
+    async with Listener() as listener:
+        name = "inward.example"
+        policy = EgressPolicy(resolver=stub({name: ["127.0.0.1"]}))
+        url = f"https://{name}:{listener.port}"
+        async with PinnedClient(policy, timeout=3) as http:
+            mastodon, _ = await MastodonPoster(http).post(job(1), {"instance_url": url, "access_token": "tok-alice"})
+            bluesky, _ = await BlueskyPoster(http).post(job(1), {**BSKY, "service_url": url})
+            x, _ = await XPoster(http, api_url=url).post(job(1), {"access_token": "x-alice"})
+        pool = SmtpPool(SmtpAccount(name, listener.port, starttls=True, timeout=3, egress=policy))
+        with pytest.raises(EgressRefused):
+            await pool.send("alice@perso.example", "bob@exemple.fr", b"Subject: x\r\n\r\nx")
+    assert {(o.verdict, o.reason) for o in (mastodon, bluesky, x)} == {(Verdict.failed, REASON)}
+    assert listener.accepted == 0
+
+
 # -- the same adapters, the listener allow-listed: they work, so the tests above could see them --------
 
 

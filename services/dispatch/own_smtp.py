@@ -8,7 +8,11 @@ arrives here opened and validated (``SmtpIdentity``); this keeps one
 persistent connection per account, the least recently used
 closed beyond ``MAX_ACCOUNTS``. The email is then ``From:`` the volunteer's
 own address (their server would refuse another, and their provider signs
-it), so the campaign's DKIM key is not used."""
+it), so the campaign's DKIM key is not used.
+
+The volunteer names that server: every connection to it, reconnections
+included, passes the egress policy (``shared.egress``, through
+``SmtpAccount.egress``); a refused one fails the job as ``egress_refused``."""
 
 from __future__ import annotations
 
