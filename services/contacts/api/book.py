@@ -277,6 +277,9 @@ async def invite_contact(contact_id: str, body: InviteContactIn, request: Reques
     def prepare(session: Session, book: Book) -> EmailJob:
         contact = _own(session, book, contact_id)
         record = session.get(ConsentRecord, (contact.id, "email"))
+        # This contact's own state may be named: it is the outcome of this
+        # volunteer's own actions (their invitation, its answer, their own
+        # email's unsubscribe link). What others did is not (below).
         if record.invited_at is not None or record.state != Consent.unknown.value:
             raise conflict(f"consent: this contact is {record.state}"
                            + (f", invited on {record.invited_at:%Y-%m-%d}" if record.invited_at else "")
