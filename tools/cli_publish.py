@@ -24,7 +24,7 @@ EPILOG = """examples:
   maillage publish list --state draft
   maillage publish approve 6997…  &&  maillage publish now 6997…
   maillage publish withdraw 6997…                        # it leaves every volunteer's inbox
-  maillage publish reach 6997…                           # aggregates; under k, a figure is hidden
+  maillage publish reach 6997…                           # aggregates over k volunteers at least
 
 Running the same `new` command twice publishes one message (its content is
 its Idempotency-Key), so a retry after a network error is safe."""
@@ -69,10 +69,18 @@ def message_of(args) -> dict:
     return {k: v for k, v in message.items() if v is not None}
 
 
+def figure(cell: dict, k: int | str = "k") -> str:
+    """A staff figure as the report gives it: hidden under k volunteers."""
+    return f"< {k}" if cell["suppressed"] else str(cell["value"])
+
+
 def print_message(m: dict) -> None:
     print(f"{m['id']}  {m['state']:<10} {m['title']}")
     if m.get("publish_at") and m["state"] == "scheduled":
         print(f"    goes out at {m['publish_at']}")
+    if m["state"] in ("published", "withdrawn", "expired") and m.get("stats"):
+        s = m["stats"]
+        print(f"    relays {figure(s['relays'])}, emails delivered {figure(s['emails_delivered'])}")
 
 
 def new(args) -> None:
@@ -103,10 +111,10 @@ def reach(args) -> None:
         r = expect(http.get(f"/messages/{args.message_id}/reach"), 200)
 
     def fig(cell: dict) -> str:
-        return f"< {r['k']}" if cell["suppressed"] else str(cell["value"])
+        return figure(cell, r["k"])
 
     print(f"volunteers asked {fig(r['volunteers_suggested'])}, contacts concerned {fig(r['audience'])}, "
-          f"relays {fig(r['relays'])}   (figures under {r['k']} are hidden)")
+          f"relays {fig(r['relays'])}   (a figure needs {r['k']} volunteers, and {r['k']} more to move)")
     for channel, row in r["channels"].items():
         print(f"  {channel:<9} " + ", ".join(f"{name} {fig(cell)}" for name, cell in row.items()))
     for title, rows in (("interest", r["by_interest"]), ("region", r["by_region"])):
@@ -156,6 +164,6 @@ def add_parser(areas) -> None:
         p.set_defaults(run=move(verb))
     rc = actions.add_parser("reach", help="how far a message went (k-anonymous)",
                             description="A message's reach: volunteers, relays, per channel, interest and region; "
-                            "every figure under k is hidden.")
+                            "a figure shows once k volunteers contributed to it, and moves only when k more did.")
     rc.add_argument("message_id")
     rc.set_defaults(run=reach)
