@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import ClassVar, Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shared.egress import parse_allow
 
 
 class CommonSettings(BaseSettings):
@@ -27,6 +29,12 @@ class CommonSettings(BaseSettings):
     # shared.egress: host:port pairs exempt from the public-address rule, for
     # local fakes only (make run, the tests); empty in production
     egress_allow: str = Field(default="", description="MAILLAGE_EGRESS_ALLOW: host:port,… reached though not public")
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _host_port_pairs(cls, value: str) -> str:
+        parse_allow(value)  # a malformed list stops the start, not the first connection
+        return value
 
     @property
     def resolved_log_format(self) -> str:
