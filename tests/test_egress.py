@@ -198,7 +198,8 @@ def test_public_unicast_addresses_pass(address):
     "http://mastodon.social", "ftp://mastodon.social", "file:///etc/passwd", "gopher://127.0.0.1:4222/_PUB",
     "mastodon.social", "//mastodon.social", "https://mastodon.social:0", "https://mastodon.social:99999",
     "https://[fd00:ec2::254]", "https://169.254.169.254", "https://[::ffff:169.254.169.254]",
-    "https://\u0131nstance.example%2f..", "https://", "https:///x",
+    "https://\u0131nstance.example%2f..", "https://", "https:///x", "https://１２７.０.０.１", "https://127。0。0。1",
+    "https://ⅼocalhost", "https://[fe80::1%25eth0]",
 ])
 def test_smuggled_and_respelled_addresses_are_refused(url):
     with pytest.raises(EgressRefused):
@@ -268,6 +269,8 @@ async def test_the_allow_list_exempts_exactly_its_host_port_pairs():
     assert clear.value.rule == "scheme"
     with pytest.raises(ValueError, match="host:port"):
         EgressPolicy("127.0.0.1")
+    with pytest.raises(ValueError, match="host:port"):  # the setting refuses it at start
+        CommonSettings(egress_allow="127.0.0.1,localhost:2525")
 
 
 def test_an_adapter_refuses_a_client_that_is_not_pinned():
