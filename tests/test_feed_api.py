@@ -259,6 +259,12 @@ def test_bad_input_gets_clear_errors_and_stores_nothing(feed: TestClient):
         (message(link="javascript:alert(1)"), ("body", "link"), "http(s) URL"),
         (message(locales=["French"]), ("body", "locales", 0), "pattern"),
         (message(priority=7), ("body", "priority"), "3"),
+        # every relayed email's Subject header: no header of the writer's own making
+        (message(variants={"email": {"subject": "Réunion\r\nBcc: tous@exemple.fr", "body": "B"}}),
+         ("body", "variants", "email", "subject"), "control character (found U+000D"),
+        (message(variants={"email": {"subject": "Réunion\u2028Bcc: tous@exemple.fr", "body": "B"}}),
+         ("body", "variants", "email", "subject"), "control character (found U+2028"),
+        (message(title="Nos écoles\nX-Injected: oui"), ("body", "title"), "control character (found U+000A"),
     ]
     for body, loc, words in cases:
         for url in ("/drafts", "/messages"):
@@ -267,6 +273,13 @@ def test_bad_input_gets_clear_errors_and_stores_nothing(feed: TestClient):
             msgs = loc_msgs(r)
             assert loc in msgs and words in msgs[loc], f"{loc} / {words!r} not in {msgs}"
     assert feed.get("/messages", headers=ADMIN).json() == []
+
+    # An edit is held to the same rule, and leaves the draft as it was.
+    draft = feed.post("/drafts", headers=ADMIN, json=message()).json()
+    r = feed.patch(f"/drafts/{draft['id']}", headers=ADMIN,
+                   json={"variants": {"email": {"subject": "S\r\nContent-Type: text/html", "body": "B"}}})
+    assert r.status_code == 422 and "control character" in loc_msgs(r)[("body", "variants", "email", "subject")]
+    assert feed.get(f"/messages/{draft['id']}", headers=ADMIN).json()["variants"] == draft["variants"]
 
     # The limits are the campaign's settings.
     feed.app.state.settings.limit_mastodon = 30

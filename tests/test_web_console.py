@@ -122,6 +122,8 @@ def test_bad_messages_name_the_field(client):
     assert when.status_code == 422 and "publish_at: not a date and time" in when.text
     prio = compose(browser, "draft", priority="urgent!")
     assert prio.status_code == 422 and "priority:" in prio.text
+    header = compose(browser, "publish", email_subject="Réunion\r\nBcc: tous@exemple.fr")
+    assert header.status_code == 422 and "variants.email.subject" in header.text and "control character" in header.text
     assert client.get("/messages", headers=ADMIN).json() == []
 
 
@@ -175,6 +177,7 @@ def test_the_reach_streams_as_server_sent_events_k_anonymous(client):
     path = compose(browser, "publish").headers["location"]
     page = browser.get(path).text
     assert 'data-events-url="' in page and "&lt; 5" in page  # nothing yet: every figure hidden
+    assert "&lt; 5 relais, &lt; 5 courriels distribués" in browser.get("/console/messages").text
     client.cookies = browser.jar
     with client.stream("GET", f"{path}/reach/events") as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
