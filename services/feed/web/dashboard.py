@@ -1,5 +1,7 @@
 """A message's reach, live: server-sent events carrying the same
-k-anonymous report as GET /messages/{id}/reach, sent when it changes."""
+k-anonymous report as GET /messages/{id}/reach, sent when it changes, which
+is only when k more volunteers moved a figure (domain.staff_report): polling
+it every few seconds shows nothing a single relay did."""
 
 from __future__ import annotations
 
