@@ -71,9 +71,9 @@ def test_a_chosen_interest_reaches_the_mailbox_without_a_click_once(stack, smtp_
                        bool, what="the transport suggestion")
         assert waiting[0]["relay_id"] is None  # not chosen: it waits for a click
 
-        stats = poll(lambda: http.get(f"{feed}/messages/{school.json()['id']}", headers=staff).json()["stats"],
-                     lambda s: s["emails_delivered"] == 2, what="the staff aggregate")
-        assert stats["relays"] == 1
+        status = poll(lambda: http.get(f"{contacts}/relays/{entry['relay_id']}", headers=alice).json(),
+                      lambda s: s["channels"]["email"]["delivered"] == 2, what="the relay's outcome")
+        assert status["channels"]["email"]["queued"] == 2
 
     time.sleep(2)  # time for a duplicate or a wrong auto-relay to land
     assert len(smtp_server.recorder.messages) == 2, "an email was sent twice, or without being chosen"
