@@ -3,26 +3,74 @@
 from __future__ import annotations
 
 import binascii
+import re
 import secrets
 from email import message_from_bytes, policy
 from email.header import Header
 from email.message import EmailMessage
-from email.utils import formataddr, formatdate, make_msgid
+from email.utils import formatdate, make_msgid
 from enum import StrEnum
 from functools import lru_cache
+from urllib.parse import quote
 
 from services.dispatch.email_render import Templates, first_name
 from shared.events import EmailJob
 
-__all__ = ["Outcome", "classify_smtp_code", "compose", "compose_bytes", "first_name", "job_id_of_message_id",
-           "wire"]
+__all__ = ["Outcome", "UnsafeHeader", "classify_smtp_code", "compose", "compose_bytes", "first_name",
+           "job_id_of_message_id", "wire"]
 
 DEFAULT_TEMPLATES = Templates()
 
 
+class UnsafeHeader(ValueError):
+    """A value no encoding makes right in its header (an address, the job
+    id in the Message-ID, the List-Id): the job is refused for good. The
+    message names the header, never the value (it may be an address)."""
+
+    def __init__(self, header: str) -> None:
+        super().__init__(f"{header}: this value cannot be written in a mail header")
+        self.header = header
+
+
+# Line breaks and every other control, as shared.text.HeaderText refuses
+# them at input (C0, DEL, C1, U+2028/9): input validation names the field,
+# the writer below holds on its own whatever a job carries. Lone surrogates
+# too: no charset writes them, and a job is JSON, which can carry them.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+# An addr-spec as the validators upstream accept it (no quoted local part,
+# no comment): nothing that could close the <...> or add a second address.
+_ADDR_CHAR = r"[^\s\"(),:;<>@\[\\\]\x00-\x1f\x7f-\x9f\ud800-\udfff]"
+_ADDRESS = re.compile(rf"{_ADDR_CHAR}+@{_ADDR_CHAR}+")
+# dot-atom text (RFC 5322): the Message-ID's job id and the List-Id.
+_ATOMS = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+")
+# What a URI may hold as it is (RFC 3986 reserved, unreserved and '%').
+_URI = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_URI_SAFE = "-._~:/?#[]@!$&'()*+,;=%"
+# A display name with one of these is a quoted string (email.utils.formataddr's rule).
+_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_QUOTED = re.compile(r'[\\"]')
+
+
+def _one_line(value: str) -> str:
+    """Text for people (a name, a subject) on one header line. A line
+    break there means nothing a reader needs, while a decoded one (an
+    encoded word) would come back raw in the reply or forward a client
+    builds from it: each control becomes a space, the words stay."""
+    return _CONTROLS.sub(" ", value).strip() if _CONTROLS.search(value) else value
+
+
+def _checked(header: str, value: str, pattern: re.Pattern) -> str:
+    if not pattern.fullmatch(value):
+        raise UnsafeHeader(header)
+    return value
+
+
 def message_id(job: EmailJob, from_address: str) -> str:
-    """``<job id.random@domain>``: a bounce quoting it leads back to the job."""
-    return make_msgid(idstring=job.job_id, domain=from_address.rpartition("@")[2])
+    """``<job id.random@domain>``: a bounce quoting it leads back to the job.
+    A job id that is not dot-atom text is refused, not rewritten: a
+    rewritten one would no longer lead a bounce back to its job."""
+    return make_msgid(idstring=_checked("Message-ID", job.job_id, _ATOMS),
+                      domain=from_address.rpartition("@")[2])
 
 
 def job_id_of_message_id(value: str) -> str | None:
@@ -34,9 +82,13 @@ def job_id_of_message_id(value: str) -> str | None:
 
 
 def _header(value: str) -> str:
-    """A header value as 7-bit text: ASCII as it is, anything else as
-    RFC 2047 encoded words (folded at 76 as RFC 5322 asks)."""
-    if value.isascii():
+    """Unstructured text (the subject) as 7-bit text on one logical line:
+    ASCII as it is, anything else as RFC 2047 encoded words (folded at 76
+    as RFC 5322 asks). ASCII that looks like an encoded word (``=?``) is
+    encoded too, so a reader sees those characters, not what they decode
+    to."""
+    value = _one_line(value)
+    if value.isascii() and "=?" not in value:
         return value
     return _encoded(value)
 
@@ -48,13 +100,40 @@ def _encoded(value: str) -> str:
 
 
 @lru_cache(maxsize=1024)
-def _address(name: str, address: str) -> str:
-    return formataddr((name, address), charset="utf-8")
+def _address(header: str, name: str, address: str) -> str:
+    """``name <address>``. An address is refused rather than mended (a
+    mended address is someone else's); the name is text for people,
+    written on one line, quoted or RFC 2047 encoded as it needs."""
+    _checked(header, address, _ADDRESS)
+    name = _one_line(name)
+    if not name:
+        return address
+    if name.isascii() and "=?" not in name:
+        # formataddr's quoting, without its refusal of an address in UTF-8
+        # (RFC 6531), which EmailStr accepts: a raise here was a job
+        # redelivered until JetStream gave up on it
+        if _SPECIALS.search(name):
+            name = '"' + _QUOTED.sub(r"\\\g<0>", name) + '"'
+        return f"{name} <{address}>"
+    return f"{_encoded(name)} <{address}>"
+
+
+def _unsubscribe(url: str) -> str:
+    """The RFC 8058 URL inside ``<...>``: percent-encoded where it holds
+    anything a URI may not (a space, a control, '<' or '>', non-ASCII), so
+    it stays one URL and cannot close the brackets to add another target.
+    A URI as contacts signs it is unchanged."""
+    return url if _URI.fullmatch(url) else quote(url, safe=_URI_SAFE, errors="replace")
 
 
 def _qp(text: str) -> bytes:
-    """Quoted-printable UTF-8 with CRLF line ends (binascii: C speed)."""
-    return binascii.b2a_qp(text.encode(), istext=True).replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    """Quoted-printable UTF-8 with CRLF line ends (binascii: C speed). A
+    bare CR is a line break too: binascii would leave it raw in the body,
+    where SMTP reads CR and LF only as a pair."""
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    # errors="replace": a lone surrogate (JSON can carry one) is a "?", not a crash redelivered forever
+    return binascii.b2a_qp(text.encode(errors="replace"), istext=True).replace(b"\n", b"\r\n")
 
 
 def compose_bytes(job: EmailJob, from_address: str, list_id: str,
@@ -69,22 +148,31 @@ def compose_bytes(job: EmailJob, from_address: str, list_id: str,
 
     Written out directly rather than through ``email.message.EmailMessage``:
     the stdlib's header registry costs milliseconds per message, most of
-    the dispatcher's time (measured by ``make bench-email``)."""
+    the dispatcher's time (measured by ``make bench-email``). So this
+    function alone keeps every header one header, whatever the job holds:
+    text for people is put on one line and encoded, the unsubscribe URL
+    percent-encoded, and what cannot be mended (addresses, ids) raises
+    ``UnsafeHeader``: the job fails for good, it is not retried."""
     text, html = templates.render(job)
     boundary = f"=_maillage_{secrets.token_hex(12)}"
     headers = [
-        ("From", _address(job.sender_name, from_address)),
-        ("Reply-To", _address(job.sender_name, str(job.reply_to))),
-        ("To", _address(job.recipient_name, str(job.recipient_email))),
+        ("From", _address("From", job.sender_name, from_address)),
+        ("Reply-To", _address("Reply-To", job.sender_name, str(job.reply_to))),
+        ("To", _address("To", job.recipient_name, str(job.recipient_email))),
         ("Subject", _header(job.subject)),
         ("Date", formatdate(localtime=False)),
         ("Message-ID", message_id(job, from_address)),
-        ("List-Id", f"<{list_id}>"),
-        ("List-Unsubscribe", f"<{job.unsubscribe_url}>"),
+        ("List-Id", f"<{_checked('List-Id', list_id, _ATOMS)}>"),
+        ("List-Unsubscribe", f"<{_unsubscribe(job.unsubscribe_url)}>"),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
+    for name, value in headers:
+        # The last word, whatever the helpers above become: no value holds a
+        # line break other than folding (CRLF then a space), nor a control.
+        if _CONTROLS.search(value.replace("\r\n ", "")):
+            raise UnsafeHeader(name)
     head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode()
     part = ("--{b}\r\nContent-Type: text/{kind}; charset=\"utf-8\"\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n")

@@ -58,7 +58,10 @@ def _markdown() -> MarkdownIt:
 @lru_cache(maxsize=256)
 def body_html(markdown: str) -> Markup:
     """The campaign's Markdown as safe HTML. Cached: a relay sends the same
-    body to every contact, only the greeting and note differ."""
+    body to every contact, only the greeting and note differ. A lone
+    surrogate (JSON can carry one) becomes a "?": nh3 cannot take it, and
+    a job that raises here would be redelivered forever."""
+    markdown = markdown.encode(errors="replace").decode()
     return Markup(nh3.clean(_markdown().render(markdown)))
 
 
