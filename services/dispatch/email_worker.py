@@ -25,7 +25,7 @@ import structlog
 from prometheus_client import Counter
 
 from services.dispatch.dkim_signing import DkimSigner
-from services.dispatch.email_domain import Outcome, classify_smtp_code, compose_bytes, slows_down
+from services.dispatch.email_domain import Outcome, UnsafeHeader, classify_smtp_code, compose_bytes, slows_down
 from services.dispatch.email_limits import SendLimits
 from services.dispatch.ledger import Ledger, open_ledger
 from services.dispatch.settings import EmailDispatchSettings
@@ -228,7 +228,11 @@ class EmailDispatcher:
         return True
 
     async def send(self, job: OpenedEmailJob) -> tuple[Outcome, int | None, str | None]:
-        pool, sender, data = await self.route(job)
+        try:
+            pool, sender, data = await self.route(job)
+        except UnsafeHeader as exc:  # a value no header can hold: no retry makes it one (the header named, not the value)
+            log.warning("email.unsafe_header", job_id=job.job_id, header=exc.header)
+            return Outcome.failed, None, "unsafe_header"
         try:
             await pool.send(
                 sender, str(job.recipient_email), data,
