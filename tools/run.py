@@ -1,6 +1,7 @@
 """`make run`: the whole of Maillage on this machine, with demo data.
 
-Starts NATS (JetStream, data in var/nats), the SMTP sink (mail in var/mail),
+Starts NATS (JetStream, data in var/nats), applies the streams
+(python -m tools.streams apply: the services may not), the SMTP sink (mail in var/mail),
 feed, contacts, matcher, the email dispatcher and the Mastodon, Bluesky and
 X dispatchers as separate processes,
 seeds a demo campaign, prints where to look, and stops everything on Ctrl-C.
