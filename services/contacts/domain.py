@@ -16,7 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, fie
 
 from services.contacts.importing.normalize import normalize_phone
 from shared.events import Channel, InterestName
-from shared.text import HeaderText
+from shared.text import HeaderText, control_character
 
 Phone = Annotated[str, AfterValidator(normalize_phone)]
 
@@ -138,6 +138,18 @@ class ContactPatch(BaseModel):
             raise ValueError("leave it out to keep it; null is not a value here ([] or {} empties a list)")
         return value
 
+
+
+def header_name(name: str) -> str:
+    """A stored name as a job carries it to a mail header. Names are
+    HeaderText now, but a book may hold one from before (a multi-line
+    import cell), sealed with the volunteer's key, so no migration can read
+    it: the job has it on one line, each control a space, as the email
+    writer would show it, and the book keeps what the volunteer wrote (its
+    next edit must fix it)."""
+    if control_character(name) is None:
+        return name
+    return "".join(" " if control_character(c) else c for c in name).strip()
 
 
 @dataclass(frozen=True)
