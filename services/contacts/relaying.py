@@ -81,7 +81,8 @@ def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessag
         token = links.sign("unsubscribe", {"v": vol.id, "c": contact.id, "b": blind})
         plan.jobs.append(seal_email(OpenedEmailJob(
             job_id=jid, relay_id=relay_id, message_id=msg.message_id, volunteer_id=vol.id,
-            sender_name=sender_name, reply_to=reply_to, recipient_name=data["name"],
+            sender_name=domain.header_name(sender_name), reply_to=reply_to,
+            recipient_name=domain.header_name(data["name"]),
             recipient_email=address, recipient_hash=blind, subject=msg.email_subject,
             body_text=msg.email_body, unsubscribe_url=f"{public_url}/u/{token}", note=note,
             smtp_account=own,

@@ -297,7 +297,7 @@ async def send_sign_in_link(app, email: str) -> None:
         job = seal_email(OpenedEmailJob(
             kind="sign_in", job_id=f"sign-in-{link.id}", relay_id="sign-in", message_id="sign-in",
             volunteer_id=vol.id, sender_name=cfg.campaign_name[:200], reply_to=vol.email,
-            recipient_name=vol.display_name, recipient_email=vol.email, recipient_hash=blind,
+            recipient_name=domain.header_name(vol.display_name), recipient_email=vol.email, recipient_hash=blind,
             subject=subject, body_text=text, unsubscribe_url=f"{cfg.public_url}/u/{unsubscribe}",
         ), app.state.sealer[Channel.email])
         await app.state.bus.publish(EMAIL_JOB, job, msg_id=job.job_id)

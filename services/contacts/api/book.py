@@ -307,7 +307,8 @@ async def invite_contact(contact_id: str, body: InviteContactIn, request: Reques
         )
         job = OpenedEmailJob(kind="invitation", job_id=domain.invitation_job_id(blind), relay_id="invitation",
                        message_id=body.message_id or "invitation", volunteer_id=vol.id,
-                       sender_name=vol.display_name, reply_to=vol.email, recipient_name=data["name"],
+                       sender_name=domain.header_name(vol.display_name), reply_to=vol.email,
+                       recipient_name=domain.header_name(data["name"]),
                        recipient_email=data["emails"][0], recipient_hash=blind, subject=subject,
                        body_text=text, unsubscribe_url=f"{cfg.public_url}/u/{unsubscribe}")
         return seal_email(job, request.app.state.sealer[Channel.email])
