@@ -62,8 +62,8 @@ async def test_sigkill_mid_relay_loses_nothing_and_duplicates_at_most_the_jobs_i
     ledger, log = tmp_path / "ledger.db", tmp_path / "dispatch.log"
     contacts = Bus(CONTACTS, nats_url)
     await contacts.connect()
-    jobs = [sealed(job(n)) for n in range(RECIPIENTS)]
-    await contacts.publish_many(EMAIL_JOB, ((j, (), j.job_id) for j in jobs))
+    jobs = [job(n) for n in range(RECIPIENTS)]
+    await contacts.publish_many(EMAIL_JOB, ((sealed(j), (), j.job_id) for j in jobs))
     await contacts.stop()
 
     first = start_dispatcher(nats_url, smtp_server.port, ledger, log)
