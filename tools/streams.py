@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import sys
 import textwrap
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ from nats.js.errors import APIError, NotFoundError
 
 from shared.bus import inbox_prefix
 from shared.catalogue import STREAMS, StreamSpec
+from shared.settings import CommonSettings
 
 STREAMS_USER = "streams"  # its grants: tools/nats_permissions.py
 # Settings a stream may hold without the catalogue declaring them, and that
@@ -159,23 +159,25 @@ def main(argv: list[str] | None = None) -> int:
                            ("check", "change nothing; exit 1 if a stream is missing or differs")):
         sub = commands.add_parser(name, help=helptext, description=helptext, epilog=EXAMPLES,
                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-        sub.add_argument("--url", default=os.environ.get("MAILLAGE_NATS_URL", "nats://127.0.0.1:4222"),
-                         help="NATS server (default: $MAILLAGE_NATS_URL or nats://127.0.0.1:4222)")
-        sub.add_argument("--user", default=os.environ.get("MAILLAGE_NATS_USER") or None,
-                         help=f"NATS user (default: $MAILLAGE_NATS_USER or {STREAMS_USER!r} with a password)")
-        sub.add_argument("--replicas", type=int, default=int(os.environ.get("MAILLAGE_STREAM_REPLICAS", "1")),
-                         help="replicas of each stream (default: $MAILLAGE_STREAM_REPLICAS or 1)")
+        sub.add_argument("--url", help="NATS server (default: $MAILLAGE_NATS_URL or nats://127.0.0.1:4222)")
+        sub.add_argument("--user", help=f"NATS user (default: $MAILLAGE_NATS_USER or {STREAMS_USER!r} with a password)")
+        sub.add_argument("--replicas", type=int, help="replicas of each stream (default: $MAILLAGE_STREAM_REPLICAS or 1)")
         if name == "apply":
             sub.add_argument("--dry-run", action="store_true", help="print what would change, change nothing")
     args = parser.parse_args(argv)
     dry_run = args.command == "check" or args.dry_run
-    password = os.environ.get("MAILLAGE_NATS_PASSWORD") or None
+    # The services' own settings (environment, .env): one place for the
+    # server, and the replica count the deployment chose.
+    common = CommonSettings()
+    url = args.url or common.nats_url
+    password = common.nats_password.get_secret_value() if common.nats_password else None
+    replicas = args.replicas or common.stream_replicas
     try:
-        results = asyncio.run(apply(args.url, user=args.user, password=password, replicas=args.replicas,
+        results = asyncio.run(apply(url, user=args.user or common.nats_user, password=password, replicas=replicas,
                                     dry_run=dry_run))
     except (OSError, nats.errors.Error, asyncio.TimeoutError) as exc:
         # A timeout here is how NATS answers a user without the grant: say so.
-        print(f"cannot apply the streams on {args.url}: {type(exc).__name__}: {exc or 'no answer'} "
+        print(f"cannot apply the streams on {url}: {type(exc).__name__}: {exc or 'no answer'} "
               f"(is the server up, and is this the {STREAMS_USER!r} user with its password?)", file=sys.stderr)
         return 2
     for result in results:
