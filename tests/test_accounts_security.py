@@ -193,3 +193,19 @@ def test_a_lost_access_is_recovered_by_a_link_to_the_accounts_own_address(mailin
 
     # The book is still hers, through the new session's pages.
     assert "Camille Durand" in new_session.get("/app/contacts").text
+
+
+def test_the_sign_in_page_asks_for_a_link_the_same_way(mailing, smtp_server):
+    contacts = mailing
+    new_volunteer(contacts, PROVISIONING_TOKEN, *ALICE)
+    browser = Browser(contacts)
+    bad = browser.post_form("/app/sign-in/recover", {"email": "not an address"}, from_page="/app/sign-in")
+    assert bad.status_code == 422 and "email:" in bad.text
+    pages = [browser.post_form("/app/sign-in/recover", {"email": email}, from_page="/app/sign-in")
+             for email in ("nobody@benevoles.example", ALICE[1])]
+    assert [p.status_code for p in pages] == [200, 200]
+    notices = [re.search(r'<p class="notice" role="status">([^<]+)</p>', p.text).group(1) for p in pages]
+    assert notices[0] == notices[1]
+    smtp_server.recorder.wait_for(1)
+    time.sleep(1.0)
+    assert [rcpt for _, rcpt in smtp_server.recorder.envelopes] == [[ALICE[1]]]

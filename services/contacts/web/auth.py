@@ -6,7 +6,7 @@ out ends every session of the account (its epoch moves)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
@@ -88,6 +88,19 @@ async def sign_in_with_token(request: Request, token: str = Form(default="")):
         t = site_of(request).catalog.translator(site_of(request).catalog.language(request))
         return render(request, "sign_in.html", 401, joining=False, errors=[t("signin.bad_token")])
     return signed_in(request, principal.account)
+
+
+@router.post("/app/sign-in/recover")
+async def recover_by_email(request: Request, background: BackgroundTasks, email: str = Form(default="")):
+    """The API's recovery, from the sign-in page: the same answer whatever
+    the address (the link goes only to an account's own address)."""
+    try:
+        body = accounts.RecoverIn(email=email)
+    except ValidationError as exc:
+        return render(request, "sign_in.html", 422, joining=False, errors=problems(exc))
+    await accounts.recover(body, request, background)
+    t = site_of(request).catalog.translator(site_of(request).catalog.language(request))
+    return render(request, "sign_in.html", joining=False, notice=t("signin.recover.sent"))
 
 
 @router.get("/app/")
