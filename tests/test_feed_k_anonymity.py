@@ -31,7 +31,19 @@ import httpx
 import pytest
 from sqlmodel import Session
 
-from services.feed.store import create_schema, message_facts
+from services.feed.domain import ShownState, staff_report
+from services.feed.reporting import CHANNELS, _save, report
+from services.feed.store import (
+    Message,
+    ReachShown,
+    RelayFact,
+    RelayQueued,
+    SuggestionFact,
+    SuggestionInterest,
+    add_once,
+    create_schema,
+    message_facts,
+)
 from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import make_engine
 from shared.events import Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
@@ -233,3 +245,52 @@ def test_volunteers_relaying_one_after_another_cannot_be_told_apart(replicas: li
         assert f"relays {relays}, emails delivered {reached}" in seen[("cli list",)]
         assert f"relays {relays}" in seen[("cli reach",)] and f"reached {reached}" in seen[("cli reach",)]
     assert [reached for _, reached in reports[-1][("timeline",)]] == [sum(SIZES[:5]), sum(SIZES[:10])]
+
+
+def test_a_restart_or_a_racing_replica_cannot_show_a_fresher_figure(db_url: str):
+    """What was shown is kept: a new process reading the same facts shows
+    the same figure, one more volunteer moves nothing, and of two replicas
+    moving the figure at once, one wins and the other reports its figure."""
+    engine = make_engine(db_url)
+    create_schema(engine)
+    with Session(engine) as s:
+        s.add(Message(id="m1", title="t", body="b", interests=["education"],
+                      variants={"email": {"subject": "s", "body": "b"}}))
+        s.commit()
+
+    def relay(n: int, size: int) -> None:
+        with Session(engine) as s:
+            add_once(s, SuggestionFact(message_id="m1", volunteer_id=f"v{n}", audience_size=size),
+                     SuggestionInterest(message_id="m1", volunteer_id=f"v{n}", interest="education"))
+            add_once(s, RelayFact(relay_id=f"r{n}", message_id="m1", volunteer_id=f"v{n}"),
+                     RelayQueued(relay_id=f"r{n}", channel="email", message_id="m1", queued=size))
+
+    def read(on) -> dict:
+        with Session(on) as s:
+            return flat(report(s, s.get(Message, "m1"), K, 0).reach.model_dump())
+
+    try:
+        for n, size in enumerate(SIZES[:5]):
+            relay(n, size)
+        shown = read(engine)
+        assert (shown[("relays",)], shown[("channels", "email", "queued")]) == (5, sum(SIZES[:5]))
+        relay(5, SIZES[5])
+        restarted = make_engine(db_url)  # another process: nothing in memory, the same database
+        assert read(restarted) == shown
+        restarted.dispose()
+
+        for n in range(6, 10):
+            relay(n, SIZES[n])
+        with Session(engine) as s:  # a replica reads the stored state, then another moves it first
+            row = s.get(ReachShown, "m1")
+            stale = ShownState.from_json(row.state)
+            _, moved = staff_report("m1", ["education"], [], message_facts(s, "m1", utcnow()), stale, K, utcnow(),
+                                    CHANNELS)
+            assert moved is not None
+        winner = read(engine)
+        assert winner[("relays",)] == 10
+        with Session(engine) as s:
+            assert not _save(s, "m1", row, moved)  # its version is gone: it must report the winner's
+        assert read(engine) == winner
+    finally:
+        engine.dispose()
