@@ -168,7 +168,9 @@ def test_a_dispatchers_key_opens_its_own_channel_and_no_other():
         renamed.open("m-1", blob)
 
 
-def test_keys_are_one_per_channel_and_required():
+def test_keys_are_one_per_channel_and_required(monkeypatch):
+    for name in ("MAILLAGE_DISPATCH_EMAIL_TRANSIT_KEY", "MAILLAGE_DISPATCH_MASTODON_TRANSIT_KEY"):
+        monkeypatch.delenv(name, raising=False)
     keys = dict(part.split(":", 1) for part in CONTACTS_TRANSIT_KEYS.split(","))
     shared = ",".join(f"{c}:{keys['email']}" for c in keys)  # one key for all: what the finding found
     missing = ",".join(f"{c}:{k}" for c, k in keys.items() if c != "x")
@@ -178,9 +180,9 @@ def test_keys_are_one_per_channel_and_required():
         assert refused.value.errors()[0]["loc"] == ("transit_keys",)
         assert keys["email"] not in str(refused.value)  # a key never lands in an error
     with pytest.raises(ValidationError, match="transit_key"):  # a dispatcher does not start without its key
-        EmailDispatchSettings(from_address="relais@campagne.example")
+        EmailDispatchSettings(from_address="relais@campagne.example", _env_file=None)
     with pytest.raises(ValidationError, match="transit_key"):
-        MastodonDispatchSettings()
+        MastodonDispatchSettings(_env_file=None)
     with pytest.raises(ValidationError, match="32 bytes"):
         MastodonDispatchSettings(transit_key="c2hvcnQ=")
 
