@@ -23,6 +23,7 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiosmtplib
 import httpcore
 import httpx
 import pytest
@@ -376,6 +377,38 @@ async def test_tls_still_verifies_the_name_on_a_pinned_connection(tls_server):
         assert seen == ["sni=pds.example", f"Host: pds.example:{port}"]  # the name, not the address
         with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED|match|hostname"):
             await http.get(f"https://other.example:{port}/")  # same address, a name its certificate is not for
+
+
+async def test_smtp_tls_still_verifies_the_name_on_a_pinned_socket(tmp_path, monkeypatch):
+    from aiosmtpd.controller import Controller
+
+    from tests.conftest import SmtpRecorder
+
+    cert, key = _certificate("smtp.example")
+    (tmp_path / "cert.pem").write_bytes(cert)
+    (tmp_path / "key.pem").write_bytes(key)
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "cert.pem"))  # aiosmtplib's default context trusts it
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tmp_path / "cert.pem", tmp_path / "key.pem")
+    seen: list[str | None] = []
+    context.sni_callback = lambda sock, name, ctx: seen.append(name)
+    recorder, port = SmtpRecorder(), free_port()
+    controller = Controller(recorder, hostname="127.0.0.1", port=port, ssl_context=context)
+    controller.start()
+    seen.clear()  # the controller's own start-up probe
+    try:
+        names = stub({"smtp.example": ["127.0.0.1"], "other.example": ["127.0.0.1"]})
+        policy = EgressPolicy(f"smtp.example:{port},other.example:{port}", resolver=names)
+        pool = SmtpPool(SmtpAccount("smtp.example", port, tls=True, timeout=5, egress=policy))
+        await pool.send("alice@perso.example", "ami@exemple.fr", b"Subject: tls\r\n\r\nx\r\n")
+        await pool.close()
+        assert seen == ["smtp.example"] and len(recorder.messages) == 1  # SNI: the name, not the address
+        other = SmtpPool(SmtpAccount("other.example", port, tls=True, timeout=5, egress=policy))
+        with pytest.raises(aiosmtplib.SMTPConnectError, match="CERTIFICATE_VERIFY_FAILED|match|hostname"):
+            await other.send("alice@perso.example", "ami@exemple.fr", b"Subject: tls\r\n\r\nx\r\n")
+        assert len(recorder.messages) == 1
+    finally:
+        controller.stop()
 
 
 # -- each adapter aimed inward, allow-list empty: nothing reached, typed refusal -----------------------
