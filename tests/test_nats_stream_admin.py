@@ -105,6 +105,9 @@ def admin_requests(user: str, stream, consumers: list[str]) -> dict[str, bytes]:
             f"$JS.API.CONSUMER.PAUSE.{name}.{consumer}": b'{"pause_until": "2999-01-01T00:00:00Z"}',
             f"$JS.API.CONSUMER.LEADER.STEPDOWN.{name}.{consumer}": b"",
             f"$JS.API.CONSUMER.UNPIN.{name}.{consumer}": b'{"group": "g"}',
+            f"$JS.API.CONSUMER.DURABLE.CREATE.{name}.{consumer}": json.dumps(
+                {"stream_name": name, "config": {"durable_name": consumer, "ack_policy": "explicit",
+                                                 "filter_subject": "nothing.at.all"}}).encode(),
         }
     return requests
 

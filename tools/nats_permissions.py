@@ -52,6 +52,8 @@ ADMIN_APIS = (
     "$JS.API.DIRECT.GET.>", "$JS.API.STREAM.SNAPSHOT.>", "$JS.API.STREAM.RESTORE.>",
     "$JS.API.STREAM.PEER.REMOVE.>", "$JS.API.STREAM.LEADER.STEPDOWN.>", "$JS.API.STREAM.TEMPLATE.>",
     "$JS.API.CONSUMER.DELETE.>", "$JS.API.CONSUMER.PAUSE.>", "$JS.API.CONSUMER.UNPIN.>",
+    # the legacy create names the durable in the body only: it could rewrite another's
+    "$JS.API.CONSUMER.DURABLE.CREATE.>",
     "$JS.API.CONSUMER.LEADER.STEPDOWN.>", "$JS.API.META.>", "$JS.API.SERVER.>",
     "$JS.API.ACCOUNT.>",
 )
