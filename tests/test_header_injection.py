@@ -12,7 +12,7 @@ What must hold:
   422 naming the field: a contact's name and addresses (create, edit), an
   import row (rejected with its raw text, the rest of the file imported),
   a volunteer's display name (provisioning), an email identity's display
-  name, a campaign message's subject and title;
+  name, a campaign message's subject and title; the web forms likewise;
 - past those doors (a name stored before they checked, a job forged on
   NATS with the email transit key), the dispatcher either sends a mail
   whose headers are exactly the campaign's, each once, signed and
@@ -38,11 +38,13 @@ import pytest
 from aiosmtpd.controller import Controller
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from sqlalchemy import create_engine
 from sqlmodel import Session
 
 from services.contacts import book as book_ops
+from services.contacts.app import create_app
 from services.contacts.book import open_book
 from services.contacts.crypto import MasterKey
 from services.contacts.domain import Consent
@@ -52,8 +54,10 @@ from shared.blind_index import BlindIndex
 from shared.catalogue import DISPATCH_RESULTS_STREAM
 from shared.events import Channel, OpenedEmailJob
 from shared.sealed import TransitSealer, seal_email
+from tests.apps import contacts_settings
 from tests.conftest import SmtpRecorder, SmtpServer
 from tests.streams import stream_payloads
+from tests.test_web_volunteer import contact_ids, import_file, signed_in
 from tests.volunteer_accounts import new_volunteer
 from tests.waiting import poll
 from tools.stack import Ports, Stack, StackConfig, dev_keys, dev_transit_key, free_port
@@ -330,3 +334,31 @@ def test_a_job_forged_on_nats_with_the_email_key_is_refused_not_sent(stack, smtp
     unsafe = [json.loads(line) for line in logs.splitlines() if '"email.unsafe_header"' in line]
     assert [(e["header"], e["job_id"]) for e in unsafe] == [("Message-ID", "forged <id@evil.example>, x")]
     assert "eve.forged" not in logs  # the log names the job and the header, never an address
+
+
+# -- the volunteer's web pages --------------------------------------------------------------------------
+
+
+def test_the_web_forms_refuse_the_hostile_name_naming_the_field(nats_url, tmp_path):
+    """The same doors through the thin client: the contact form answers 422
+    with the page and the field named; an imported row is shown refused,
+    with its text, beside the rows that went in."""
+    app = create_app(contacts_settings(nats_url, f"sqlite:///{tmp_path / 'contacts.db'}"))
+    with TestClient(app, base_url="https://testserver") as client:
+        browser = signed_in(client)
+        rows = io.StringIO()
+        csv.writer(rows).writerows([["First Name", "Last Name", "E-mail Address"],
+                                    ["Camille", "Durand", "camille.durand@exemple.fr"],
+                                    ["Eve", HOSTILE, "eve@exemple.fr"]])
+        report = browser.get(import_file(browser, rows.getvalue())).text
+        assert "2 lignes : 1 importées, 0 fusionnées, 0 inchangées, 1 refusées" in report, report
+        assert "name: must not contain a control character (found U+000D" in report
+        assert "X-Injected: yes" in report  # the rejected row keeps its text, shown as text
+        assert "<a href=https://evil.example/>" not in report and "&lt;a href=https://evil.example/&gt;" in report
+        ids = contact_ids(browser)
+        assert set(ids) == {"Camille Durand"}
+        camille = f"/app/contacts/{ids['Camille Durand']}"
+        bad = browser.post_form(camille, {"name": HOSTILE, "emails": "camille.durand@exemple.fr"}, from_page=camille)
+        assert bad.status_code == 422 and "name" in bad.text and "control character" in bad.text
+        assert "X-Injected" not in browser.get("/app/contacts").text
+        assert 'value="Camille Durand"' in browser.get(camille).text
