@@ -342,3 +342,17 @@ def test_the_state_survives_json_and_a_second_reader_shows_the_same():
     assert advance(again, contributions(facts({v: 3 for v in "abcdefgh"})), 5, at(20)) is None
     assert render(again, "m1", ["education"], [], 5, ["email"]).reach == first.reach.model_copy(
         update={"channels": {"email": first.reach.channels["email"]}})
+
+
+def test_a_slice_holding_another_may_not_differ_from_it_by_a_handful():
+    # twenty volunteers: education holds fifteen, transport fourteen of those, seniors the other five;
+    # each against the total is fine (5, 6, 15 apart), but education minus transport is v14 alone
+    sizes = {f"v{i}": 2 + i for i in range(20)}
+    f = facts(sizes)
+    matched = [(f"v{i}", "education") for i in range(15)] + [(f"v{i}", "transport") for i in range(14)] + \
+              [(f"v{i}", "seniors") for i in range(15, 20)]
+    f = Facts(f.suggestions, matched, [], f.relays, f.deliveries)
+    reach = report(f, ShownState(), at(30), interests=("education", "transport", "seniors"))[0].reach
+    relays = {name: row.relays.value for name, row in reach.by_interest.items()}
+    assert reach.relays.value == 20 and relays["seniors"] == 5
+    assert (relays["education"] is None) != (relays["transport"] is None), relays  # one kept back, not both

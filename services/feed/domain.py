@@ -520,15 +520,24 @@ def _complements(members: list[CellKey], visible: set[CellKey], fresh: set[CellK
             else:
                 totals = [(metric,)] if (metric,) in group else []
                 everyone = who(totals)
-            while parts and any(t in visible - hide for t in totals):
+            # the total or a shown slice holding another, minus it, must not be a handful;
+            # nor may the total minus all the shown slices
+            only = next((t for t in totals if t in fresh), None) if len(totals) == 1 else None
+            while parts and totals and all(t in visible and t not in hide for t in totals):
                 shown_parts = [p for p in parts if p in visible and p not in hide]
-                lone = [p for p in shown_parts if handful(len(everyone - who([p])))]
-                uncovered = handful(len(everyone - who(shown_parts)))
-                if not lone and not uncovered:
-                    break
-                pick = next((p for p in lone if p in fresh), None) if lone else smallest_fresh(shown_parts)
-                if pick is None:  # the parts are known already: the fresh total is what would tell
-                    pick = next((t for t in totals if t in fresh and t not in hide), None)
+                sets = {p: who([p]) for p in shown_parts}
+                pick = None
+                for p in shown_parts:
+                    wider = [(everyone, only), *((sets[q], q) for q in shown_parts if q != p and sets[p] <= sets[q])]
+                    for members_of, q in wider:
+                        if handful(len(members_of - sets[p])):
+                            pick = next((x for x in (p, q) if x is not None and x in fresh), None)
+                            if pick is not None:  # else both are known already: nothing new to hide
+                                break
+                    if pick is not None:
+                        break
+                if pick is None and handful(len(everyone - who(shown_parts))):
+                    pick = smallest_fresh(shown_parts) or only
                 if pick is None:
                     break
                 hide.add(pick)
