@@ -11,6 +11,7 @@ session."""
 from __future__ import annotations
 
 import re
+import threading
 import time
 from collections.abc import Iterator
 
@@ -119,6 +120,30 @@ def test_provisioning_creates_an_account_and_an_invitation_never_a_token(contact
     assert bob.status_code == 200 and bob.json()["volunteer_id"] == made["volunteer_id"]
     assert contacts.get("/me", headers={"Authorization": f"Bearer {bob.json()['token']}"}).status_code == 200
     assert contacts.post("/auth/redeem", json={"code": made["code"]}).status_code == 400
+
+
+def test_two_invitations_for_one_new_address_make_one_account(contacts):
+    """Redeemed at once, two invitations made before the account existed:
+    one account, one token; the other is a 409, never a second key or a 500."""
+    codes = [contacts.post("/admin/invites", headers=PROVISIONING, json={"display_name": "Bob", "email": email})
+             .json()["code"] for email in ("bob@benevoles.example", "BOB@benevoles.example")]
+    barrier, answers = threading.Barrier(2), []
+
+    def redeem(code: str) -> None:
+        barrier.wait()
+        try:
+            answers.append(contacts.post("/auth/redeem", json={"code": code}).status_code)
+        except Exception as exc:  # TestClient re-raises a server error
+            answers.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=redeem, args=(code,)) for code in codes]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(answers, key=str) == [200, 409], answers
+    with Session(contacts.app.state.engine) as s:
+        assert len(s.exec(select(Volunteer).where(Volunteer.email == "bob@benevoles.example")).all()) == 1
 
 
 @pytest.mark.parametrize("route", ["/admin/volunteers", "/admin/invites"])

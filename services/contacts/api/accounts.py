@@ -245,7 +245,10 @@ async def redeem(body: RedeemIn, request: Request) -> VolunteerCreated:
         session.commit()
         return vol
 
-    vol = await in_session(request.app.state.engine, use)
+    try:
+        vol = await in_session(request.app.state.engine, use)
+    except IntegrityError as exc:  # two invitations for one new address, redeemed at once: one account
+        raise taken("code", "this invitation's address already has an account; nothing was changed") from exc
     if vol is None:
         raise HTTPException(status.HTTP_400_BAD_REQUEST, detail=CODE_REFUSED)
     return VolunteerCreated(volunteer_id=vol.id, token=token)
