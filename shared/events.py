@@ -238,12 +238,6 @@ class OpenedEmailJob(_EmailRouting, EmailJobContent):
     def content(self) -> EmailJobContent:
         return EmailJobContent.model_construct(**{name: getattr(self, name) for name in EmailJobContent.model_fields})
 
-    @classmethod
-    def of(cls, job: EmailJob, content: EmailJobContent) -> OpenedEmailJob:
-        # both halves are validated already: assembled without a second pass
-        return cls.model_construct(**{name: getattr(job, name) for name in _EmailRouting.model_fields},
-                                   **{name: getattr(content, name) for name in EmailJobContent.model_fields})
-
 
 class SocialPostJob(Event):
     """One post on one of the volunteer's own accounts (the subject says

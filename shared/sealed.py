@@ -126,14 +126,22 @@ def seal_email(opened: OpenedEmailJob, sealer: TransitSealer) -> EmailJob:
     return EmailJob(**clear, sealed=sealer.seal(opened.job_id, data, _email_bound(opened)))
 
 
+_CONTENT = frozenset(EmailJobContent.model_fields)
+_ROUTING = tuple(name for name in EmailJob.model_fields if name != "sealed")
+
+
 def open_email(job: EmailJob, sealer: TransitSealer) -> OpenedEmailJob:
     """The job with its content, validated as contacts validated it; SealError if it does not open."""
     data = sealer.open(job.job_id, job.sealed, _email_bound(job))
+    # content fields only: a sealed "job_id" or "recipient_hash" must not
+    # stand beside (or for) the clear ones the dispatcher already acted on
+    if not isinstance(data, dict) or not data.keys() <= _CONTENT:
+        raise SealError("the sealed content is not a valid email job")
     try:
-        content = EmailJobContent.model_validate(data)
+        # one validation of the whole (the clear part again: cheaper than assembling two models)
+        return OpenedEmailJob.model_validate({**data, **{name: getattr(job, name) for name in _ROUTING}})
     except ValidationError:
         raise SealError("the sealed content is not a valid email job") from None
-    return OpenedEmailJob.of(job, content)
 
 
 def _social_bound(job: SocialPostJob) -> tuple[str, ...]:

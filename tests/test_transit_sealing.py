@@ -239,3 +239,19 @@ async def test_dispatch_email_terminates_altered_or_foreign_jobs_and_sends_nothi
     assert "email.job_unreadable" in logged.out + logged.err
     for n in range(1, 5):
         assert f"camille{n}" not in (logged.out + logged.err).lower()
+
+
+def test_sealed_content_cannot_stand_for_the_clear_part():
+    """Only the content is read from the sealed field: one that also names
+    a job id or a recipient hash (to differ from what the dispatcher checked
+    in clear) does not open, even under the right key and binding."""
+    opened = job(1)
+    clear = seal_email(opened, CONTACTS_KEYS[Channel.email])
+    content = opened.content().model_dump(mode="json")
+    bound = (opened.kind, opened.relay_id, opened.message_id, opened.volunteer_id, opened.recipient_hash)
+    for extra in ({"recipient_hash": "f" * 64}, {"job_id": "job-other"}, {"unknown": 1}):
+        forged = clear.model_copy(update={"sealed": CONTACTS_KEYS[Channel.email].seal(
+            opened.job_id, {**content, **extra}, bound)})
+        with pytest.raises(SealError):
+            open_email(forged, own_key(Channel.email))
+    assert open_email(clear, own_key(Channel.email)) == opened
