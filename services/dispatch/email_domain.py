@@ -59,6 +59,11 @@ def _one_line(value: str) -> str:
     return _CONTROLS.sub(" ", value).strip() if _CONTROLS.search(value) else value
 
 
+@lru_cache(maxsize=8)  # the setting's one value
+def _list_id(value: str) -> str:
+    return f"<{_checked('List-Id', value, _ATOMS)}>"
+
+
 def _checked(header: str, value: str, pattern: re.Pattern) -> str:
     if not pattern.fullmatch(value):
         raise UnsafeHeader(header)
@@ -162,17 +167,18 @@ def compose_bytes(job: EmailJob, from_address: str, list_id: str,
         ("Subject", _header(job.subject)),
         ("Date", formatdate(localtime=False)),
         ("Message-ID", message_id(job, from_address)),
-        ("List-Id", f"<{_checked('List-Id', list_id, _ATOMS)}>"),
+        ("List-Id", _list_id(list_id)),
         ("List-Unsubscribe", f"<{_unsubscribe(job.unsubscribe_url)}>"),
         ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         ("MIME-Version", "1.0"),
         ("Content-Type", f'multipart/alternative; boundary="{boundary}"'),
     ]
-    for name, value in headers:
-        # The last word, whatever the helpers above become: no value holds a
-        # line break other than folding (CRLF then a space), nor a control.
-        if _CONTROLS.search(value.replace("\r\n ", "")):
-            raise UnsafeHeader(name)
+    # The last word, whatever the helpers above become: no value holds a
+    # line break other than folding (CRLF then a space), nor a control. One
+    # pass over all of them ('|' between two values: a CRLF ending one value
+    # is not taken for a fold by a space starting the next).
+    if _CONTROLS.search("|".join(value for _, value in headers).replace("\r\n ", "")):
+        raise UnsafeHeader(next(name for name, value in headers if _CONTROLS.search(value.replace("\r\n ", ""))))
     head = "".join(f"{name}: {value}\r\n" for name, value in headers).encode()
     part = ("--{b}\r\nContent-Type: text/{kind}; charset=\"utf-8\"\r\n"
             "Content-Transfer-Encoding: quoted-printable\r\n\r\n")
