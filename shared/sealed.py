@@ -47,16 +47,28 @@ def key_from_secret(secret: SecretStr | str, setting: str) -> bytes:
     return key
 
 
-class TransitSealer:
-    """One channel's key: seals (contacts) and opens (that channel's dispatcher)."""
+def transit_key_list(secret: SecretStr, setting: str = "transit_key") -> list[bytes]:
+    """A dispatcher's ``transit_key``: its channel's key, then any previous ones, comma-separated."""
+    keys = [key_from_secret(part, setting) for part in secret.get_secret_value().split(",") if part.strip()]
+    if not keys:
+        raise ValueError(f"{setting}: no key")
+    return keys
 
-    def __init__(self, channel: Channel, key: bytes) -> None:
+
+class TransitSealer:
+    """One channel's key: seals (contacts) and opens (that channel's
+    dispatcher). A dispatcher may also hold the channel's previous keys
+    (``transit_key`` = ``<new>,<old>``) while jobs sealed before a rotation
+    drain from the stream; it seals, if ever, with the first."""
+
+    def __init__(self, channel: Channel, key: bytes, *previous: bytes) -> None:
         self.channel = Channel(channel)
         self._aead = AESGCM(key)
+        self._opening = (self._aead, *(AESGCM(k) for k in previous))
 
     @classmethod
     def from_secret(cls, channel: Channel, secret: SecretStr, setting: str = "transit_key") -> TransitSealer:
-        return cls(channel, key_from_secret(secret, setting))
+        return cls(channel, *transit_key_list(secret, setting))
 
     def _bound(self, job_id: str, bound: tuple[str, ...]) -> bytes:
         # NUL cannot occur in a channel name; JSON keeps the job id and the
@@ -71,9 +83,15 @@ class TransitSealer:
     def open(self, job_id: str, sealed: str, bound: tuple[str, ...] = ()) -> Any:
         try:
             blob = base64.b64decode(sealed, validate=True)
-            return json.loads(self._aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], self._bound(job_id, bound)))
-        except (InvalidTag, binascii.Error, ValueError) as exc:
-            raise SealError(f"does not open with the {self.channel.value} key for this job") from exc
+            aad = self._bound(job_id, bound)
+            for aead in self._opening:
+                try:
+                    return json.loads(aead.decrypt(blob[:NONCE_BYTES], blob[NONCE_BYTES:], aad))
+                except InvalidTag:
+                    continue
+        except (binascii.Error, ValueError):
+            pass
+        raise SealError(f"does not open with the {self.channel.value} key for this job")
 
 
 class TransitKeys:
@@ -172,4 +190,4 @@ def open_credentials(job: SocialPostJob, sealer: TransitSealer) -> dict[str, str
 
 
 __all__ = ["SealError", "SocialCredentials", "TransitKeys", "TransitSealer", "key_from_secret", "open_credentials",
-           "open_email", "seal_email", "seal_post"]
+           "open_email", "seal_email", "seal_post", "transit_key_list"]

@@ -255,3 +255,21 @@ def test_sealed_content_cannot_stand_for_the_clear_part():
         with pytest.raises(SealError):
             open_email(forged, own_key(Channel.email))
     assert open_email(clear, own_key(Channel.email)) == opened
+
+
+def test_a_rotation_opens_jobs_sealed_before_it_with_the_previous_key_only_where_given():
+    """contacts seals with the new email key; dispatch-email given
+    '<new>,<old>' still opens the jobs queued before, and neither key
+    opens another channel's job."""
+    old, new = (base64.b64encode(bytes([b]) * 32).decode() for b in (1, 2))
+    queued = seal_email(job(1), TransitSealer.from_secret(Channel.email, SecretStr(old)))
+    fresh = seal_email(job(2), TransitSealer.from_secret(Channel.email, SecretStr(new)))
+    rotating = EmailDispatchSettings(from_address="relais@campagne.example", transit_key=f"{new},{old}",
+                                     _env_file=None)
+    both = TransitSealer.from_secret(Channel.email, rotating.transit_key)
+    assert [open_email(j, both).recipient_email for j in (queued, fresh)] == ["camille1@exemple.fr",
+                                                                              "camille2@exemple.fr"]
+    with pytest.raises(SealError):
+        open_email(queued, TransitSealer.from_secret(Channel.email, SecretStr(new)))  # after the old key is dropped
+    with pytest.raises(SealError):  # the email keys, old and new, open no Mastodon job
+        open_credentials(post(Channel.mastodon), TransitSealer.from_secret(Channel.mastodon, rotating.transit_key))

@@ -4,7 +4,7 @@ from pydantic import EmailStr, Field, SecretStr, field_validator, model_validato
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import DISPATCH_EMAIL
-from shared.sealed import key_from_secret
+from shared.sealed import transit_key_list
 from shared.settings import ServiceSettings
 
 
@@ -45,7 +45,8 @@ class EmailDispatchSettings(ServiceSettings):
     # -- what jobs carry about people
     transit_key: SecretStr = Field(
         description="base64 32-byte key opening email jobs (recipient, text, note, the volunteer's own SMTP "
-        "account): the email key of MAILLAGE_CONTACTS_TRANSIT_KEYS, and no other channel's")
+        "account): the email key of MAILLAGE_CONTACTS_TRANSIT_KEYS, and no other channel's; "
+        "'<new>,<old>' while jobs sealed before a rotation drain")
     # -- the bounce endpoint
     bounce_token: SecretStr | None = Field(
         default=None, description="bearer token of POST /bounces; unset: the endpoint refuses everyone"
@@ -54,7 +55,7 @@ class EmailDispatchSettings(ServiceSettings):
     @field_validator("transit_key")
     @classmethod
     def _a_key(cls, value: SecretStr) -> SecretStr:
-        key_from_secret(value, "transit_key")  # a bad key stops the start, not every job
+        transit_key_list(value)  # a bad key stops the start, not every job
         return value
 
     @model_validator(mode="after")

@@ -5,14 +5,15 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.catalogue import DISPATCH_BLUESKY, DISPATCH_MASTODON, DISPATCH_X
-from shared.sealed import key_from_secret
+from shared.sealed import transit_key_list
 from shared.settings import ServiceSettings
 
 
 class SocialDispatchSettings(ServiceSettings):
     transit_key: SecretStr = Field(
         description="base64 32-byte key opening the credentials contacts seals into this network's jobs: "
-        "this network's key of MAILLAGE_CONTACTS_TRANSIT_KEYS, and no other channel's"
+        "this network's key of MAILLAGE_CONTACTS_TRANSIT_KEYS, and no other channel's; "
+        "'<new>,<old>' while jobs sealed before a rotation drain"
     )
     # A 429 or a paused window comes back as a redelivery: allow many, a
     # rate-limited job is late, not lost.
@@ -23,7 +24,7 @@ class SocialDispatchSettings(ServiceSettings):
     @field_validator("transit_key")
     @classmethod
     def _a_key(cls, value: SecretStr) -> SecretStr:
-        key_from_secret(value, "transit_key")  # a bad key stops the start, not every job
+        transit_key_list(value)  # a bad key stops the start, not every job
         return value
 
 
