@@ -277,7 +277,9 @@ def invitation_email(*, volunteer: str, campaign: str, confirm_url: str,
     """Subject and text of the one invitation a contact may receive: who
     writes, on whose behalf, where the address came from, how to accept or
     refuse (GDPR art. 14), in French and English."""
-    subject = f"{volunteer} vous invite à suivre {campaign} / invites you to follow {campaign}"
+    # the subject is a header: a display name stored before names were checked goes on one line
+    subject = (f"{header_name(volunteer)} vous invite à suivre {header_name(campaign)} / "
+               f"invites you to follow {header_name(campaign)}")
     carried = f"\n\n{message_title}\n\n{message_body}\n" if message_title and message_body else ""
     text = (
         f"{volunteer} vous écrit en tant que bénévole de {campaign}. Votre adresse vient de son "
