@@ -83,7 +83,7 @@ def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessag
             job_id=jid, relay_id=relay_id, message_id=msg.message_id, volunteer_id=vol.id,
             sender_name=domain.header_name(sender_name), reply_to=reply_to,
             recipient_name=domain.header_name(data["name"]),
-            recipient_email=address, recipient_hash=blind, subject=msg.email_subject,
+            recipient_email=address, recipient_hash=blind, subject=domain.header_name(msg.email_subject),
             body_text=msg.email_body, unsubscribe_url=f"{public_url}/u/{token}", note=note,
             smtp_account=own,
         ), sealer[Channel.email]))
