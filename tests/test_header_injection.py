@@ -40,7 +40,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import create_engine
+from sqlalchemy import Engine, create_engine
 from sqlmodel import Session
 
 from services.contacts import book as book_ops
@@ -234,11 +234,26 @@ def test_a_hostile_value_is_refused_at_every_door_with_the_field_named(stack, ht
 # -- past the doors -------------------------------------------------------------------------------------
 
 
+def store(stack: Stack) -> Engine:
+    return create_engine(f"sqlite:///{stack.cfg.var.resolve()}/contacts.db")
+
+
+def legacy_display_name(stack: Stack, volunteer_id: str, name: str) -> None:
+    """A volunteer's name as provisioning stored it before it was checked."""
+    engine = store(stack)
+    with Session(engine) as session:
+        vol = session.get(Volunteer, volunteer_id)
+        vol.display_name = name
+        session.add(vol)
+        session.commit()
+    engine.dispose()
+
+
 def legacy_contact(stack: Stack, volunteer_id: str, email: str, consent: Consent) -> None:
     """A contact written into the store as an import did before names were
     checked: the hostile name sealed in the volunteer's book."""
     keys = dev_keys(stack.cfg.var)
-    engine = create_engine(f"sqlite:///{stack.cfg.var.resolve()}/contacts.db")
+    engine = store(stack)
     with Session(engine) as session:
         book = open_book(session, MasterKey.from_setting(keys["MAILLAGE_CONTACTS_MASTER_KEY"]),
                          BlindIndex(base64.b64decode(keys["MAILLAGE_CONTACTS_ADDRESS_INDEX_KEY"])),
@@ -258,6 +273,7 @@ def test_a_name_stored_before_the_check_makes_an_invitation_and_a_relay_with_int
     _, record = dns_record
     made = new_volunteer(http, cfg.provisioning_token, "Bob Nguyen", "bob@benevoles.example", contacts)
     bob = made.auth
+    legacy_display_name(stack, made.volunteer_id, "Bob\r\nX-Injected: yes\r\nBcc: all@victims.example")
     legacy_contact(stack, made.volunteer_id, "eve.invited@exemple.fr", Consent.unknown)
     legacy_contact(stack, made.volunteer_id, "eve.confirmed@exemple.fr", Consent.confirmed)
     by_email = {c["emails"][0]: c for c in http.get(f"{contacts}/contacts", headers=bob).json()["items"]}
@@ -266,8 +282,13 @@ def test_a_name_stored_before_the_check_makes_an_invitation_and_a_relay_with_int
     r = http.post(f"{contacts}/contacts/{by_email['eve.invited@exemple.fr']['id']}/invite", headers=bob, json={})
     assert r.status_code == 200, r.text
     raw, _ = received(smtp, "eve.invited@exemple.fr")
-    assert_intact(raw, record, "eve.invited@exemple.fr",
-                  "Bob Nguyen vous invite à suivre la campagne / invites you to follow la campagne")
+    bob_name = "Bob  X-Injected: yes  Bcc: all@victims.example"  # the volunteer's stored name, on one line
+    msg = assert_intact(raw, record, "eve.invited@exemple.fr",
+                        f"{bob_name} vous invite à suivre la campagne / invites you to follow la campagne")
+    assert [(a.display_name, a.addr_spec) for a in msg["From"].addresses] == [(bob_name, "relais@campagne.example")]
+    assert [(a.display_name, a.addr_spec) for a in msg["Reply-To"].addresses] == [
+        (bob_name, "bob@benevoles.example")]
+    assert "Bcc" not in msg and smtp.recorder.envelopes[-1][1] == ["eve.invited@exemple.fr"]
 
     # a relay to the confirmed one: another confirmed contact, added through the API, publishes the profile
     r = http.post(f"{contacts}/contacts", headers=bob, json={
@@ -283,7 +304,8 @@ def test_a_name_stored_before_the_check_makes_an_invitation_and_a_relay_with_int
     r = http.post(f"{contacts}/inbox/{sid}/relay", headers=bob)
     assert r.status_code == 200 and r.json()["channels"]["email"]["queued"] == 2, r.text
     raw, _ = received(smtp, "eve.confirmed@exemple.fr")
-    assert_intact(raw, record, "eve.confirmed@exemple.fr", "Réunion sur nos écoles")
+    msg = assert_intact(raw, record, "eve.confirmed@exemple.fr", "Réunion sur nos écoles")
+    assert msg["From"].addresses[0].display_name == bob_name
     ana = message_from_bytes(received(smtp, "ana.bob@exemple.fr")[0], policy=policy.default)
     assert ana["To"].addresses[0].display_name == "Ana Dupont"
 
