@@ -49,7 +49,7 @@ from services.contacts.book import open_book
 from services.contacts.crypto import MasterKey
 from services.contacts.domain import Consent
 from services.contacts.importing import ContactDraft
-from services.contacts.store import Volunteer
+from services.contacts.store import CampaignMessage, Volunteer
 from shared.blind_index import BlindIndex
 from shared.catalogue import DISPATCH_RESULTS_STREAM
 from shared.events import Channel, OpenedEmailJob
@@ -299,12 +299,20 @@ def test_a_name_stored_before_the_check_makes_an_invitation_and_a_relay_with_int
         "title": "Nos écoles méritent mieux", "body": "Réunion publique le 12 décembre.", "interests": ["education"],
         "variants": {"email": {"subject": "Réunion sur nos écoles", "body": "Rendez-vous le 12 décembre."}}})
     assert r.status_code == 201, r.text
-    sid = poll(lambda: http.get(f"{contacts}/inbox", headers=bob).json(), bool, what="Bob's suggestion")[0][
-        "suggestion_id"]
+    suggestion = poll(lambda: http.get(f"{contacts}/inbox", headers=bob).json(), bool, what="Bob's suggestion")[0]
+    sid = suggestion["suggestion_id"]
+    # the message as contacts stored it before subjects were checked
+    engine = store(stack)
+    with Session(engine) as session:
+        message = session.get(CampaignMessage, suggestion["message_id"])
+        message.email_subject = "Réunion sur nos écoles\r\nX-Injected: yes"
+        session.add(message)
+        session.commit()
+    engine.dispose()
     r = http.post(f"{contacts}/inbox/{sid}/relay", headers=bob)
     assert r.status_code == 200 and r.json()["channels"]["email"]["queued"] == 2, r.text
     raw, _ = received(smtp, "eve.confirmed@exemple.fr")
-    msg = assert_intact(raw, record, "eve.confirmed@exemple.fr", "Réunion sur nos écoles")
+    msg = assert_intact(raw, record, "eve.confirmed@exemple.fr", "Réunion sur nos écoles  X-Injected: yes")
     assert msg["From"].addresses[0].display_name == bob_name
     ana = message_from_bytes(received(smtp, "ana.bob@exemple.fr")[0], policy=policy.default)
     assert ana["To"].addresses[0].display_name == "Ana Dupont"
