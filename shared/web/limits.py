@@ -30,9 +30,10 @@ MULTIPART_ALLOWANCE = 64 * 1024
 
 
 def human_size(n: int) -> str:
+    """"64 KiB"; a limit that is not a round number keeps its exact bytes."""
     for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if n >= size:
-            return f"{n / size:g} {unit}"
+            return f"{n // size} {unit}" if n % size == 0 else f"{n / size:.2f} {unit} ({n} bytes)"
     return f"{n} bytes"
 
 
