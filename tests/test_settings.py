@@ -36,3 +36,21 @@ def test_dev_logs_are_readable_by_default(monkeypatch, tmp_path):
     monkeypatch.delenv("MAILLAGE_ENVIRONMENT", raising=False)
     monkeypatch.delenv("MAILLAGE_LOG_FORMAT", raising=False)
     assert CommonSettings().resolved_log_format == "console"
+
+
+@pytest.mark.parametrize(("variable", "model", "field"), [
+    ("MAILLAGE_CONTACTS_CAMPAIGN_NAME", "contacts", "campaign_name"),
+    ("MAILLAGE_DISPATCH_EMAIL_LIST_ID", "dispatch", "list_id"),
+])
+def test_a_setting_that_reaches_a_mail_header_refuses_a_line_break(monkeypatch, tmp_path, variable, model, field):
+    # the campaign's name is the From: of sign-in mail and part of every
+    # invitation's subject; the List-Id heads every email
+    from services.contacts.settings import ContactsSettings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(variable, "Campagne\r\nBcc: everyone@example.org")
+    cls = ContactsSettings if model == "contacts" else EmailDispatchSettings
+    with pytest.raises(ValidationError) as err:
+        cls()
+    problems = {e["loc"][0]: e["msg"] for e in err.value.errors()}
+    assert "control character" in problems[field]

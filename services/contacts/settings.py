@@ -6,6 +6,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.catalogue import CONTACTS
 from shared.sealed import TransitKeys
 from shared.settings import ServiceSettings
+from shared.text import HeaderText
 
 
 class ContactsSettings(ServiceSettings):
@@ -16,7 +17,9 @@ class ContactsSettings(ServiceSettings):
     database_url: str = "sqlite:///var/contacts.db"
     public_url: str = Field(default="http://127.0.0.1:8020",
                             description="how contacts reach this service (unsubscribe, consent links)")
-    campaign_name: str = Field(default="la campagne", description="on whose behalf volunteers write")
+    # it reaches the From: of sign-in mail and every invitation's subject
+    campaign_name: HeaderText = Field(default="la campagne", min_length=1, max_length=200,
+                                      description="on whose behalf volunteers write")
     # Lets the campaign's onboarding invite volunteers; it opens no contact
     # data (staff never read a book).
     provisioning_token: SecretStr

@@ -6,6 +6,7 @@ from pydantic_settings import SettingsConfigDict
 from shared.catalogue import DISPATCH_EMAIL
 from shared.sealed import transit_key_list
 from shared.settings import ServiceSettings
+from shared.text import HeaderText
 
 
 class EmailDispatchSettings(ServiceSettings):
@@ -25,7 +26,7 @@ class EmailDispatchSettings(ServiceSettings):
     smtp_timeout: float = Field(default=30.0, gt=0)
     smtp_pool_size: int = Field(default=4, ge=1, le=64, description="persistent SMTP connections per replica")
     from_address: EmailStr = Field(description="the campaign's sending address")
-    list_id: str = Field(default="relais.campagne.example", description="List-Id of the campaign's mail")
+    list_id: HeaderText = Field(default="relais.campagne.example", description="List-Id of the campaign's mail")
     max_deliver: int = Field(default=8, ge=1, description="SMTP attempts before a job is dead-lettered")
     ack_wait: float = Field(default=30.0, gt=0, description="seconds before an unacked job is redelivered")
     # -- the sent ledger: a job already sent is never sent again
