@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import httpx
@@ -48,7 +49,7 @@ from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import make_engine
 from shared.events import Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
 from tests.apps import STAFF_TOKEN
-from tests.test_feed_helpers import ADMIN, message, publish_raw
+from tests.test_feed_helpers import ADMIN, message, publish_raw, running_feed
 from tests.waiting import poll
 from tools import cli
 from tools.stack import free_port
@@ -75,7 +76,9 @@ def replicas(nats_url: str, pg_url: str, tmp_path: Path) -> Iterator[list[str]]:
             env = {**os.environ, "MAILLAGE_NATS_URL": nats_url, "MAILLAGE_FEED_HTTP_PORT": str(port),
                    "MAILLAGE_FEED_DATABASE_URL": pg_url, "MAILLAGE_FEED_STAFF_TOKEN": STAFF_TOKEN,
                    "MAILLAGE_FEED_COOKIE_SECURE": "false", "MAILLAGE_FEED_REACH_SETTLE_SECONDS": str(SETTLE),
-                   "PYTHONUNBUFFERED": "1"}
+                   # only staff readings take figures here, so each is taken between two whole relays
+                   # (the scheduler's own readings: test_the_timeline_is_taken_while_nobody_looks)
+                   "MAILLAGE_FEED_REACH_REFRESH_SECONDS": "3600", "PYTHONUNBUFFERED": "1"}
             logs.append(tmp_path / f"feed-{n}.log")
             with open(logs[-1], "wb") as log:
                 procs.append(subprocess.Popen([sys.executable, "-m", "services.feed"], cwd=ROOT, env=env,
@@ -294,3 +297,34 @@ def test_a_restart_or_a_racing_replica_cannot_show_a_fresher_figure(db_url: str)
         assert read(engine) == winner
     finally:
         engine.dispose()
+
+
+def test_the_timeline_is_taken_while_nobody_looks(nats_url: str, db_url: str):
+    """Feed takes live messages' figures by itself: a publisher opening the
+    reach after ten relays finds points taken while the relays went out,
+    not one point at the time they looked. (The scheduler may take a figure
+    mid-batch: any cut passes the same rules.)"""
+    with running_feed(nats_url, db_url, reach_refresh_seconds=0.2, reach_settle_seconds=0.1) as feed:
+        mid = feed.post("/messages", headers=ADMIN, json=message()).json()["id"]
+        engine = feed.app.state.engine
+        taken, steps = 0, []
+        for first in (0, 5):
+            publish_raw(nats_url, [e for n in range(first, first + 5) for e in events(mid, n, SIZES[n])])
+            poll(lambda: recorded(engine, mid, first + 5, sum(SIZES[:first + 5])), bool, timeout=20,
+                 what="the relays counted")
+            taken = len(poll(lambda: _stored_steps(engine, mid), lambda points: len(points) > taken, timeout=10,
+                             what="the scheduler taking the figures"))
+            steps.append(utcnow())
+        timeline = feed.get(f"/messages/{mid}/reach/timeline", headers=ADMIN).json()["channels"]["email"]
+        stored = _stored_steps(engine, mid)
+    assert [(datetime.fromisoformat(p["at"]), p["reached"]) for p in timeline] == stored
+    reached = [p["reached"] for p in timeline]
+    assert len(reached) >= 2 and reached == sorted(set(reached)) and reached[-1] <= sum(SIZES[:10])
+    # the first point was taken before the second batch went out, the last after it: nobody was reading
+    assert datetime.fromisoformat(timeline[0]["at"]) < steps[0] < datetime.fromisoformat(timeline[-1]["at"])
+
+
+def _stored_steps(engine, mid: str) -> list:
+    with Session(engine) as s:
+        row = s.get(ReachShown, mid)
+        return list(ShownState.from_json(row.state).timeline.get("email", ())) if row else []

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.feed import handlers, web
+from services.feed import handlers, reporting, web
 from services.feed.api import messages, staff, taxonomy
 from services.feed.api.deps import staff_authenticator
 from services.feed.publishing import MESSAGES_PUBLISHED, Scheduler
@@ -22,7 +22,10 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     bus = Bus.for_service(settings)
     handlers.register(bus, engine)
-    scheduler = Scheduler(engine, bus, settings.scheduler_seconds)
+    scheduler = Scheduler(engine, bus, settings.scheduler_seconds,
+                          reach=lambda session, m: reporting.report(session, m, settings.k_anonymity,
+                                                                    settings.reach_settle_seconds),
+                          reach_seconds=settings.reach_refresh_seconds)
 
     app = create_service_app(
         settings=settings,

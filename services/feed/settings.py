@@ -20,6 +20,8 @@ class FeedSettings(ServiceSettings):
     k_anonymity: int = Field(default=5, ge=1, description="staff figures: a cell needs k volunteers, and k more to move")
     reach_settle_seconds: float = Field(default=1.0, ge=0, le=60,
                                         description="staff figures count facts recorded at least this long ago")
+    reach_refresh_seconds: float = Field(default=30.0, gt=0, le=3600,
+                                         description="how often live messages' figures are taken (the reach timeline)")
     scheduler_seconds: float = Field(default=1.0, gt=0, le=60,
                                      description="how often due embargoes and expiries are looked for")
     max_request_bytes: int = Field(default=1024 * 1024, gt=0, description="larger requests get a 413")
