@@ -176,11 +176,12 @@ def first_frame(browser: httpx.Client, mid: str) -> dict:
 
 def read_everything(url: str, browser: httpx.Client, mid: str) -> dict[tuple, object]:
     """What staff can see of the message, on every surface of one replica."""
+    # The list shows the figures as last shown (the scheduler's readings are off here): read after.
     with httpx.Client(base_url=url, headers=ADMIN, timeout=10) as http:
-        listed = next(m for m in http.get("/messages").json() if m["id"] == mid)
         detail = http.get(f"/messages/{mid}").json()
         reach = http.get(f"/messages/{mid}/reach").json()
         timeline = http.get(f"/messages/{mid}/reach/timeline").json()
+        listed = next(m for m in http.get("/messages").json() if m["id"] == mid)
     seen: dict[tuple, object] = {}
     seen |= {("list", *p): v for p, v in flat(listed["stats"]).items()}
     seen |= {("detail", *p): v for p, v in flat(detail["stats"]).items()}

@@ -236,6 +236,16 @@ def current_taxonomy(session: Session) -> TaxonomyVersion | None:
     return session.exec(select(TaxonomyVersion).order_by(TaxonomyVersion.id.desc()).limit(1)).first()
 
 
+def facts_fingerprint(session: Session, message_id: str, cut: datetime) -> tuple:
+    """How many facts a message has up to ``cut`` and the newest one's
+    time: unchanged, the staff report would be the same. (Interests,
+    regions and queued jobs are written with their suggestion or relay.)"""
+    return tuple(session.exec(
+        select(func.count(), func.max(fact.recorded_at))
+        .where(fact.message_id == message_id, (fact.recorded_at <= cut) | fact.recorded_at.is_(None))).one()
+        for fact in (SuggestionFact, RelayFact, DeliveryFact))
+
+
 def message_facts(session: Session, message_id: str, cut: datetime) -> Facts:
     """What feed recorded about a message up to ``cut``, for the staff
     report only (domain.staff_report): nothing else reads facts for staff.

@@ -41,7 +41,7 @@ from services.feed.domain import (
     next_state,
 )
 from services.feed.publishing import NotFound, Refused, Unavailable, audit_row, move, publish, withdraw
-from services.feed.reporting import report
+from services.feed.reporting import displayed, report
 from services.feed.store import Message, current_taxonomy
 from shared.db import in_session
 from shared.events import Variants, new_id, utcnow
@@ -86,7 +86,9 @@ def staff_figures(request: Request, session: Session, m: Message) -> StaffReport
     return report(session, m, s.k_anonymity, s.reach_settle_seconds)
 
 
-def to_out(request: Request, session: Session, m: Message) -> MessageOut:
+def to_out(request: Request, session: Session, m: Message, *, listed: bool = False) -> MessageOut:
+    """``listed``: a row of the message list, with the figures as last shown
+    (reading every message's facts would make the list slow)."""
     variants = Variants.model_validate(m.variants)
     return MessageOut(
         id=m.id, state=State(m.state), title=m.title, body=m.body,
@@ -96,7 +98,8 @@ def to_out(request: Request, session: Session, m: Message) -> MessageOut:
         publish_at=m.publish_at, expires_at=m.expires_at, created_at=m.created_at, created_by=m.created_by,
         updated_at=m.updated_at, approved_at=m.approved_at, approved_by=m.approved_by,
         published_at=m.published_at, withdrawn_at=m.withdrawn_at, withdrawn_reason=m.withdrawn_reason,
-        stats=staff_figures(request, session, m).stats,
+        stats=(displayed(session, m, settings(request).k_anonymity) if listed
+               else staff_figures(request, session, m)).stats,
     )
 
 
@@ -273,7 +276,7 @@ async def list_messages(
         if state is not None:
             q = q.where(Message.state == state.value)
         rows = list(session.exec(q.order_by(Message.created_at.desc(), Message.id).limit(limit)))
-        return [to_out(request, session, m) for m in rows]
+        return [to_out(request, session, m, listed=True) for m in rows]
 
     return await in_session(engine(request), load)
 
