@@ -133,7 +133,8 @@ async def import_status(import_id: str, request: Request, vol: Volunteer = Depen
 async def import_rows(
     import_id: str, request: Request,
     outcome: str | None = Query(default=None, pattern="^(imported|merged|unchanged|rejected)$"),
-    after: int = Query(default=0, ge=0, description="rows after this row number"),
+    # le: the column is an integer; a larger number was an overflow in the database (a 500)
+    after: int = Query(default=0, ge=0, le=2**31 - 1, description="rows after this row number"),
     limit: int = Query(default=200, ge=1, le=1000),
     vol: Volunteer = Depends(current_volunteer),
 ) -> list[ReportRow]:
