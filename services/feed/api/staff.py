@@ -125,7 +125,8 @@ async def read_audit(
     request: Request,
     _actor: Actor = Depends(require_role(Role.admin)),
     limit: int = Query(default=100, ge=1, le=500),
-    before: int | None = Query(default=None, ge=1, description="entries older than this id"),
+    # le: ids are integers in the database; a larger one was an overflow there (a 500)
+    before: int | None = Query(default=None, ge=1, le=2**31 - 1, description="entries older than this id"),
     action: str | None = Query(default=None, max_length=64, description="e.g. message.publish"),
     actor: str | None = Query(default=None, max_length=64, description="an account id"),
     target: str | None = Query(default=None, max_length=200, description="e.g. message:<id>"),
