@@ -169,3 +169,20 @@ def test_a_null_for_a_field_that_cannot_be_empty_is_a_422_naming_it(stack: Stack
         r = http.patch(path, json={"commune": None, "notes": None, "tags": []})  # these may be emptied
         assert r.status_code == 200, r.text
         assert http.get(path).json()["name"] == "Camille Durand"
+
+
+def test_a_number_past_the_database_integer_is_a_422_naming_it(stack: Stack):
+    """What the run found next: ?after=13758048320628678656 overflowed SQLite (a 500)."""
+    token = new_volunteer(stack, "overflow@benevoles.example")
+    with httpx.Client(base_url=url(stack, "contacts"), timeout=30, headers={"Authorization": f"Bearer {token}"}) as http:
+        made = http.post("/imports", files={"file": ("c.csv", b"Name,E-mail 1 - Value\nA,a@exemple.fr\n", "text/csv")})
+        assert made.status_code == 202, made.text
+        for after in (2**31, 13758048320628678656):
+            r = http.get(f"/imports/{made.json()['id']}/rows", params={"after": after})
+            assert r.status_code == 422 and ["query", "after"] in [e["loc"] for e in r.json()["detail"]], r.text
+        assert http.get(f"/imports/{made.json()['id']}/rows", params={"after": 2**31 - 1}).status_code == 200
+    with httpx.Client(base_url=url(stack, "feed"), timeout=30,
+                      headers={"Authorization": f"Bearer {stack.cfg.staff_token}"}) as http:
+        r = http.get("/audit", params={"before": 13758048320628678656})
+        assert r.status_code == 422 and ["query", "before"] in [e["loc"] for e in r.json()["detail"]], r.text
+        assert http.get("/audit", params={"before": 2**31 - 1}).status_code == 200
