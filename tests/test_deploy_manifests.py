@@ -180,6 +180,29 @@ def test_each_workload_has_a_budget_a_policy_and_a_scaler(overlay):
     assert deny and set(deny[0]["spec"]["policyTypes"]) == {"Ingress", "Egress"}
 
 
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_social_dispatchers_reach_no_inward_range(overlay):
+    """A second layer under shared/egress.py: even if the application's
+    check were bypassed, the cluster drops a social dispatcher's packets to
+    private, loopback, link-local (metadata), shared and multicast ranges."""
+    import ipaddress
+
+    inward = [ipaddress.ip_network(c) for c in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",
+                                                "127.0.0.0/8", "169.254.169.254/32", "100.64.0.0/10")]
+    for channel in set(CHANNELS) - {"email"}:
+        policy = next(o for o in of_kind(overlay, "NetworkPolicy") if o["metadata"]["name"] == f"dispatch-{channel}")
+        for rule in policy["spec"]["egress"]:
+            for peer in rule.get("to", []):
+                block = peer.get("ipBlock")
+                if block is None:
+                    continue
+                excepted = [ipaddress.ip_network(c) for c in block.get("except", [])]
+                allowed = ipaddress.ip_network(block["cidr"])
+                for net in inward:
+                    if net.subnet_of(allowed):
+                        assert any(net.subnet_of(e) for e in excepted), (channel, str(net))
+
+
 def test_the_dispatchers_durables_are_named_after_them():
     """KEDA reads the lag of consumer dispatch-<channel>; the NATS
     permissions let a dispatcher pull only from that consumer."""

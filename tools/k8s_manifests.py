@@ -68,8 +68,18 @@ class Workload:
         return ["MAILLAGE_NATS_PASSWORD"] + [self.prefix + n.upper() for n in names]
 
 
-def _to_anywhere(*ports: int) -> dict:
-    return {"to": [{"ipBlock": {"cidr": "0.0.0.0/0"}}], "ports": [{"port": p, "protocol": "TCP"} for p in ports]}
+# What a volunteer-named address must never reach, as a second layer under
+# shared/egress.py: private, loopback, link-local (cloud metadata), shared
+# (carrier-grade NAT) and multicast/reserved ranges.
+INWARD_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "127.0.0.0/8", "169.254.0.0/16",
+                 "100.64.0.0/10", "0.0.0.0/8", "224.0.0.0/3"]
+
+
+def _to_anywhere(*ports: int, public_only: bool = False) -> dict:
+    block: dict = {"cidr": "0.0.0.0/0"}
+    if public_only:
+        block["except"] = INWARD_RANGES
+    return {"to": [{"ipBlock": block}], "ports": [{"port": p, "protocol": "TCP"} for p in ports]}
 
 
 def workloads() -> list[Workload]:
@@ -85,12 +95,16 @@ def workloads() -> list[Workload]:
         Workload("matcher", ["services.matcher"], MatcherSettings),
     ]
     for channel in CHANNELS:
+        # The campaign's own SMTP relay may sit inside the cluster, so
+        # dispatch-email keeps private ranges (a volunteer's own server is
+        # held to public addresses by shared/egress.py); the social
+        # dispatchers only ever reach networks' public APIs.
         if channel == "email":  # SMTP submission to the relay, the ledger in PostgreSQL
             found.append(Workload("dispatch-email", ["services.dispatch", "email"], EmailDispatchSettings,
                                   public=True, database=True, egress=[_to_anywhere(25, 465, 587)]))
         else:  # the networks' HTTPS APIs
             found.append(Workload(f"dispatch-{channel}", ["services.dispatch", channel],
-                                  NETWORKS[channel].settings, egress=[_to_anywhere(443)]))
+                                  NETWORKS[channel].settings, egress=[_to_anywhere(443, public_only=True)]))
     return found
 
 
