@@ -6,9 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from services.matcher.domain import ProfileIndex, suggestion_id
-from services.matcher.planner import Planner, Stored
-from services.matcher.queue import Schedule, SuggestionQueue
+from services.matcher.domain import Planner, ProfileIndex, Schedule, Stored, SuggestionQueue, suggestion_id
 from shared.events import InterestProfile, MessagePublished, MessageWithdrawn, Variants
 
 PARIS = ZoneInfo("Europe/Paris")

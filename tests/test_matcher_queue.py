@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from services.matcher.queue import Pending, Schedule, SuggestionQueue
+from services.matcher.domain import Pending, Schedule, SuggestionQueue
 
 PARIS = ZoneInfo("Europe/Paris")
 

@@ -27,9 +27,7 @@ import structlog
 from faststream.nats import DeliverPolicy
 from prometheus_client import Counter, Gauge
 
-from services.matcher.domain import ProfileIndex
-from services.matcher.planner import Decision, Planner, Stored
-from services.matcher.queue import SuggestionQueue
+from services.matcher.domain import Decision, Planner, ProfileIndex, Stored, SuggestionQueue
 from services.matcher.settings import MatcherSettings
 from shared.bus import Bus, Replay
 from shared.catalogue import (
@@ -285,8 +283,7 @@ class Matcher:
         opening, not per pass."""
         if self._unsent:
             return
-        last = self.released_until
-        if last is not None and self.queue.schedule.next_opening(last) > now:
+        if not self.queue.schedule.opened_since(self.released_until, now):
             return
         mark = ReleaseWatermark(partition=self.partition_key, released_until=now)
         await self.bus.publish(RELEASE_WATERMARK, mark, self.partition_key,

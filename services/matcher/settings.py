@@ -5,8 +5,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.matcher.domain import Partition
-from services.matcher.queue import Schedule
+from services.matcher.domain import Partition, Schedule
 from shared.catalogue import MATCHER
 from shared.settings import ServiceSettings
 

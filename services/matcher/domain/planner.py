@@ -36,8 +36,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from services.matcher.domain import ProfileIndex, score, suggestion_id
-from services.matcher.queue import Outcome, Pending, SuggestionQueue
+from services.matcher.domain.index import ProfileIndex, score, suggestion_id
+from services.matcher.domain.queue import Outcome, Pending, SuggestionQueue
 from shared.events import MessagePublished, MessageWithdrawn, Suggestion
 
 

@@ -115,6 +115,11 @@ class Schedule:
                     found.append(moment)
         return min(found)
 
+    def opened_since(self, since: datetime | None, now: datetime) -> bool:
+        """Whether an opening came after ``since`` (always, without one):
+        the release pass drains queues, and the watermark moves, once per opening."""
+        return since is None or self.next_opening(since) <= now
+
 
 @dataclass
 class _Waiting:
@@ -192,7 +197,7 @@ class SuggestionQueue:
                 self._drop_message(message_id, "stale", out)
         if self.schedule.quiet(now):
             return out
-        if self._opened_at is not None and self.schedule.next_opening(self._opened_at) > now:
+        if not self.schedule.opened_since(self._opened_at, now):
             return out  # no opening since the last pass: every queue left is at its cap
         self._opened_at = now
         day = self.schedule.day(now)
