@@ -1,20 +1,46 @@
 """Versioned pydantic v2 models of every payload that crosses NATS.
 
-Each model is frozen and forbids unknown fields, so a producer that drifts
-from the contract fails loudly at both ends instead of silently losing data.
-Bump ``schema_version`` (and keep the old model readable) on any breaking
-change.
+Events are frozen and ignore fields they do not know, so that a newer
+producer can ship before its consumers do. The rule for changing an event:
+
+- add an optional field (with a default) freely: an older consumer ignores
+  it, a newer one reading an older payload gets the default;
+- never rename, remove, retype or tighten a field in place: that is a
+  breaking change. It gets a new ``schema_version`` (``Literal[2]``) and an
+  upcaster, ``@upcaster(Model, 1)``, turning a v1 payload (a dict) into a v2
+  one; the bus applies upcasters before validating, so consumers handle the
+  current model only. Ship consumers (with the upcaster) before producers;
+  keep the upcaster while the streams may hold v1 messages (``max_age``).
+
+What stays strict (``extra="forbid"``): the nested parts that are also HTTP
+input (``Variants``, ``TaxonomyTerm``: an unknown field there is a client's
+mistake) and the sealed content of a job (``EmailJobContent``, a security
+boundary: nothing unexpected is carried inside the seal). A field added to
+one of those is a breaking change of the event that carries it.
 """
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import datetime, timezone
 from enum import StrEnum
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidatorFunctionWrapHandler, WrapValidator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
+    field_validator,
+)
 
+from shared.outcomes import OutcomeKind, from_legacy
 from shared.smtp_identity import SmtpIdentity
 from shared.text import HeaderText
 
@@ -54,10 +80,50 @@ def utcnow() -> datetime:
 
 
 class Event(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # ignore: a newer producer's extra fields are not an error (see above)
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
     event_id: str = Field(default_factory=new_id, min_length=1, max_length=64)
     occurred_at: datetime = Field(default_factory=utcnow)
+
+
+Upcaster = Callable[[dict[str, Any]], dict[str, Any]]
+_UPCASTERS: dict[tuple[type[BaseModel], int], Upcaster] = {}
+_UPCAST_MODELS: set[type[BaseModel]] = set()
+E = TypeVar("E", bound=BaseModel)
+
+
+def upcaster(model: type[BaseModel], from_version: int) -> Callable[[Upcaster], Upcaster]:
+    """Register ``fn`` turning a ``model`` payload of ``from_version`` into
+    the next version (its result names that version in ``schema_version``)."""
+
+    def register(fn: Upcaster) -> Upcaster:
+        _UPCASTERS[(model, from_version)] = fn
+        _UPCAST_MODELS.add(model)
+        return fn
+
+    return register
+
+
+def upcast(model: type[BaseModel], payload: dict[str, Any]) -> dict[str, Any]:
+    """``payload`` brought to ``model``'s current version, one step at a time."""
+    while (step := _UPCASTERS.get((model, payload.get("schema_version", 1)))) is not None:
+        payload = step(payload)
+    return payload
+
+
+def read_event(model: type[E], data: bytes | str) -> E:
+    """A payload off the bus as ``model``: upcast if the model has upcasters,
+    then validated. Raises ``ValidationError``."""
+    if model in _UPCAST_MODELS:
+        try:
+            raw = json.loads(data)
+        except ValueError:
+            raw = None  # not JSON: pydantic says so below, as for any model
+        if isinstance(raw, dict):
+            return model.model_validate(upcast(model, raw))
+    # the common case parses once, in pydantic-core
+    return model.model_validate_json(data)
 
 
 class Channel(StrEnum):
@@ -273,11 +339,28 @@ class _JobOutcome(Event):
 
 class DispatchResult(_JobOutcome):
     """What became of one job. No recipient identity: the job id links back
-    to the volunteer's history inside contacts."""
+    to the volunteer's history inside contacts.
+
+    ``outcome`` is what readers act on (shared.outcomes.meaning); ``reason``
+    is free text for people (the SMTP code, the HTTP status). A result from
+    a producer older than ``outcome`` gets the kind its status and reason
+    meant, so it still counts right during a rolling deploy."""
 
     schema_version: Literal[1] = 1
     status: DeliveryStatus
     reason: str | None = Field(default=None, max_length=200)
+    outcome: OutcomeKind = Field(default=None, validate_default=True)  # type: ignore[assignment]
+
+    @field_validator("outcome", mode="before")
+    @classmethod
+    def _outcome_of_older_producer(cls, value: object, info: ValidationInfo) -> object:
+        if value is not None:
+            return value
+        return from_legacy(info.data.get("status", ""), info.data.get("reason")) or OutcomeKind.failed
+
+    @property
+    def detail(self) -> str | None:
+        return self.reason
 
 
 class DeadLetter(_JobOutcome):

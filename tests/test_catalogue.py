@@ -45,10 +45,11 @@ def test_pii_travels_only_between_contacts_and_dispatch():
 
 
 @pytest.mark.parametrize("spec", SUBJECTS, ids=lambda s: s.pattern)
-def test_event_models_are_versioned_and_strict(spec):
+def test_event_models_are_versioned_and_tolerant(spec):
+    # a newer producer's extra fields are ignored (the rule: shared/events.py)
     model: type[BaseModel] = spec.model
     assert "schema_version" in model.model_fields
-    assert model.model_config.get("extra") == "forbid"
+    assert model.model_config.get("extra") == "ignore"
 
 
 def test_subject_tokens_are_checked():
