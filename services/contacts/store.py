@@ -227,7 +227,8 @@ class SentItem(ContactsTable, table=True):
     message_id: str = Field(max_length=64)
     channel: str = Field(max_length=16)
     status: str = Field(max_length=16)
-    reason: str | None = Field(default=None, max_length=200)  # why it failed: token_revoked, smtp 550 …
+    reason: str | None = Field(default=None, max_length=200)  # why it failed, for people: smtp 550, bounce 5.1.1 …
+    outcome: str | None = Field(default=None, max_length=32)  # an OutcomeKind; None: no result yet, or from before it
     updated_at: datetime = Field(default_factory=utcnow)
 
 
