@@ -15,10 +15,10 @@ import pytest
 from services.contacts.domain import Consent, Skip
 from services.contacts.networks import CREDENTIALS
 from services.contacts.sharing import SHARE_NETWORKS
-from services.contacts.web.history import outcome
 from services.feed.content import channel_limits
 from services.feed.domain import Outcome, Role, State
 from shared.events import Channel
+from shared.outcomes import VolunteerLine
 from shared.web.i18n import LANGUAGES, SHARED, Catalog
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,9 +33,7 @@ FAMILIES = {
         "network.": [c.value for c in Channel] + list(SHARE_NETWORKS),
         "relay.status.": ["sending", "done", "queued", "posted", "failed", "link", "pending"],
         "skip.": [s.value for s in Skip],
-        "history.": sorted({outcome(ch, st, r) for ch in ("email", "mastodon")
-                            for st, r in (("delivered", None), ("failed", "bounce 5.1.1"), ("failed", "x"),
-                                          ("queued", None))} | {"unreachable"}),
+        "history.": sorted([line.value for line in VolunteerLine] + ["unreachable"]),
         "import.outcome.": ["imported", "merged", "unchanged", "rejected"],
         "networks.field.": sorted({f for model in CREDENTIALS.values() for f in model.model_fields}),
         "networks.problem.": ["token_revoked"],

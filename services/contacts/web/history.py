@@ -13,6 +13,7 @@ from sqlmodel import Session, func, select
 from services.contacts.store import CampaignMessage, Relay, SentItem, Volunteer
 from services.contacts.web.auth import web_volunteer
 from shared.db import in_session
+from shared.outcomes import OutcomeKind, from_legacy, volunteer_line
 from shared.web.pages import render
 
 router = APIRouter(prefix="/app/history", include_in_schema=False)
@@ -28,15 +29,6 @@ class RelayLine:
     counts: Counter = field(default_factory=Counter)  # delivered, bounced, failed, pending, unreachable, posted
 
 
-def outcome(channel: str, status: str, reason: str | None) -> str:
-    """One job as the volunteer reads it."""
-    if status == "delivered":
-        return "delivered" if channel == "email" else "posted"
-    if status == "failed":
-        return "bounced" if (reason or "").startswith(("bounce", "smtp 5")) else "failed"
-    return "pending"
-
-
 def load(session: Session, volunteer_id: str) -> list[RelayLine]:
     relays = session.exec(select(Relay).where(Relay.volunteer_id == volunteer_id)
                           .order_by(Relay.created_at.desc()).limit(SHOWN)).all()
@@ -48,12 +40,12 @@ def load(session: Session, volunteer_id: str) -> list[RelayLine]:
         line.counts["unreachable"] = r.skipped.get("unreachable", 0)
         lines[r.id] = line
     if lines:
-        for relay_id, channel, status, reason, n in session.exec(
-            select(SentItem.relay_id, SentItem.channel, SentItem.status, SentItem.reason, func.count())
-            .where(SentItem.relay_id.in_(list(lines)))
-            .group_by(SentItem.relay_id, SentItem.channel, SentItem.status, SentItem.reason)
+        columns = (SentItem.relay_id, SentItem.channel, SentItem.status, SentItem.reason, SentItem.outcome)
+        for relay_id, channel, status, reason, kind, n in session.exec(
+            select(*columns, func.count()).where(SentItem.relay_id.in_(list(lines))).group_by(*columns)
         ).all():
-            lines[relay_id].counts[outcome(channel, status, reason)] += n
+            kind = OutcomeKind(kind) if kind else from_legacy(status, reason)
+            lines[relay_id].counts[volunteer_line(kind, channel).value] += n
     return list(lines.values())
 
 
