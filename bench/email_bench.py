@@ -43,7 +43,7 @@ import httpx
 import nats
 from pydantic import SecretStr
 
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import CONTACTS, DISPATCH_JOBS_STREAM, EMAIL_JOB, EMAIL_RESULT
 from shared.events import Channel, EmailJob, OpenedEmailJob
 from shared.sealed import TransitSealer, seal_email

@@ -38,7 +38,7 @@ import nats
 from nats.js.api import StreamConfig
 
 from services.matcher.domain import ProfileIndex
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import CONTACTS, FEED, MESSAGE_PUBLISHED, PROFILES_STREAM, SUGGESTIONS_STREAM
 from shared.events import InterestProfile, MessagePublished, Variants
 from tools.stack import free_port, nats_server_binary, wait_for_port

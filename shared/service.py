@@ -14,7 +14,7 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.engine import Engine
 
 from shared.auth import PUBLIC_PATHS, Authenticator, authenticate_first, nobody
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.db import database_ready
 from shared.observability.http import ReadinessCheck, count_requests, ops_router
 from shared.observability.logging import configure_logging

@@ -17,7 +17,7 @@ from pathlib import Path
 import nats
 import pytest
 
-from shared.bus import inbox_prefix
+from shared.messaging import inbox_prefix
 from shared.catalogue import SERVICES
 from tests.conftest import apply_streams_now
 from tools.nats_permissions import DEFAULT_PATH, OPS_USER, password_variable

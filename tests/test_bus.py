@@ -1,4 +1,4 @@
-"""shared.bus against a real nats-server: streams declared idempotently,
+"""shared.messaging against a real nats-server: streams declared idempotently,
 malformed payloads terminated and counted, handler errors redelivered with
 backoff, roles enforced, publishes deduplicated, rejections logged without
 the offending value."""
@@ -16,7 +16,7 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from shared.bus import Bus, UndeclaredSubject
+from shared.messaging import Bus, UndeclaredSubject
 from shared.catalogue import (
     CONTACTS,
     DISPATCH_EMAIL,
@@ -290,7 +290,7 @@ def log_lines(err: str) -> list[dict]:
 async def test_rejection_log_names_the_field_not_the_value(nats_url, json_logs, capsys):
     payloads = [
         json.dumps({"volunteer_id": "vol-7", "audience": PII}).encode(),  # wrong type
-        json.dumps({"audience": {"education": {"email": 2}}, "note": 1}).encode(),  # missing + extra
+        json.dumps({"audience": {"education": {"email": 2}}, "note": 1}).encode(),  # missing (+ extra, ignored)
         f'{{"volunteer_id": "vol-7", "audience": {PII}'.encode(),  # not JSON
     ]
     seen = await run_matcher_on(nats_url, payloads, json_logs)
@@ -304,7 +304,7 @@ async def test_rejection_log_names_the_field_not_the_value(nats_url, json_logs, 
     assert reasons[0] == "audience: Input should be an object"
     assert reasons[1].startswith("payload: Invalid JSON")
     assert "volunteer_id: Field required" in reasons[2]
-    assert "note: Extra inputs are not permitted" in reasons[2]
+    assert "note" not in reasons[2]  # a newer producer's field is not a fault
     assert "camille" not in err.lower()
 
 
@@ -321,21 +321,22 @@ async def test_rejection_log_does_not_leak_a_bad_dict_key_or_field_name(nats_url
     payloads = [
         # an address where an interest name should be (a dict key)
         json.dumps({"volunteer_id": "vol-7", "audience": {PII: {"email": 1}}}).encode(),
-        # an address as an unknown field name
-        json.dumps({"volunteer_id": "vol-7", PII: 1}).encode(),
+        # an address as a key of a dict whose value is wrong
+        json.dumps({"volunteer_id": "vol-7", "regions": {PII: -1}}).encode(),
     ]
     seen = await run_matcher_on(nats_url, payloads, json_logs)
     assert seen == ["vol-8"]
     err = capsys.readouterr().err
     rejected = [line for line in log_lines(err) if line["event"] == "event.rejected"]
     assert len(rejected) == 2 and any(line["reason"].startswith("audience") for line in rejected)
+    assert any(line["reason"].startswith("regions.<key>") for line in rejected)
     assert "camille" not in err.lower()
 
 
 async def test_a_replay_of_one_subject_is_caught_up_when_its_stream_holds_only_others(nats_url):
     """FEED holds published messages but no withdrawal yet: a replay of
     withdrawals has nothing to wait for (a second `make run` hung on this)."""
-    from shared.bus import Replay
+    from shared.messaging import Replay
     from shared.catalogue import MESSAGE_WITHDRAWN
 
     feed = Bus(FEED, nats_url)

@@ -92,7 +92,7 @@ BYPASS = re.compile(r"\.broker\.(publish|subscriber|publisher)\(|nats\.connect\(
 
 
 def test_services_never_spell_a_subject_or_bypass_the_bus():
-    """Only shared/ names subjects; services go through shared.bus."""
+    """Only shared/ names subjects; services go through shared.messaging."""
     offenders = []
     for path in (ROOT / "services").rglob("*.py"):
         for n, line in enumerate(path.read_text().splitlines(), 1):

@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.contacts.app import create_app
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import FEED, MATCHER, MESSAGE_PUBLISHED, MESSAGE_WITHDRAWN, SUGGESTION_MADE, TAXONOMY_PUBLISHED
 from shared.events import (
     MessagePublished,

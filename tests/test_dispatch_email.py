@@ -24,7 +24,7 @@ from services.dispatch import email_worker
 from services.dispatch.email_domain import Outcome, classify_smtp_code, compose, first_name, wire
 from services.dispatch.settings import EmailDispatchSettings
 from services.dispatch.smtp import SmtpPool
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import (
     CONTACTS,
     DISPATCH_EMAIL,

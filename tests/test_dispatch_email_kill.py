@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nats
 
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, EMAIL_JOB
 from shared.events import Channel
 from tests.transit_keys import TRANSIT_KEYS

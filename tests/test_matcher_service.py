@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 
 from services.matcher.app import create_app
 from services.matcher.settings import MatcherSettings
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import (
     CONTACTS,
     FEED,

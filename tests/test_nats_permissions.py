@@ -12,7 +12,7 @@ import pytest
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 
-from shared.bus import Bus, inbox_prefix
+from shared.messaging import Bus, inbox_prefix
 from shared.catalogue import (
     CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, EMAIL_JOB, FEED, MATCHER, SERVICES, SUBJECTS, subject_matches,
 )

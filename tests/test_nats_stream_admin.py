@@ -26,7 +26,7 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy, RePublish
 
-from shared.bus import APPLY_STREAMS, Bus, MissingStreams, inbox_prefix
+from shared.messaging import APPLY_STREAMS, Bus, MissingStreams, inbox_prefix
 from shared.catalogue import (
     CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, DISPATCH_MASTODON, EMAIL_JOB, FEED_STREAM, MATCHER, SERVICES,
     STREAMS, SUBJECTS, SUPPRESSION_ADDED, SUPPRESSIONS_STREAM, subject_matches, streams_of,

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 from services.dispatch.social.app import create_social_app
 from services.dispatch.social.settings import BlueskyDispatchSettings, MastodonDispatchSettings, XDispatchSettings
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import (
     BLUESKY_JOB,
     CONTACTS,

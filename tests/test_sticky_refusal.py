@@ -34,7 +34,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.contacts.app import create_app
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import FEED, MATCHER, MESSAGE_PUBLISHED, SUGGESTION_MADE
 from shared.events import MessagePublished, Suggestion, Variants
 from tests.apps import BOUNCE_TOKEN, PROVISIONING_TOKEN, build_apps, contacts_settings

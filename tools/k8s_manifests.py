@@ -261,7 +261,7 @@ def streams_documents() -> list[dict]:
     """The Job that applies the streams, its Secret template (the password
     of the NATS user ``streams``) and its network policy (NATS and DNS out,
     nothing in). It runs beside the services on every apply; they wait for
-    it (shared.bus.Bus.wait_for_streams)."""
+    it (shared.messaging.Bus.wait_for_streams)."""
     def lbl() -> dict:  # a fresh dict each time: a shared one is dumped as a YAML alias
         return {"app.kubernetes.io/name": STREAMS_USER, **PART_OF}
 

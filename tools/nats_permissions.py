@@ -16,7 +16,7 @@ Every service is a user of one JetStream account, allowed exactly:
   empties it. Streams are applied by ``python -m tools.streams apply`` as the
   user ``streams``, which may create, update and inspect the catalogue's
   streams and nothing else (no data, no delete, no purge);
-- to subscribe only under its own inbox prefix (``shared.bus.inbox_prefix``),
+- to subscribe only under its own inbox prefix (``shared.messaging.inbox_prefix``),
   where its PubAcks and pulled messages arrive: no user can read another's
   replies, and none subscribes to a data subject at all.
 
@@ -36,7 +36,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from shared.bus import inbox_prefix
+from shared.messaging import inbox_prefix
 from shared.catalogue import SERVICES, STREAMS, SUBJECTS, StreamSpec, SubjectSpec
 from tools.streams import STREAMS_USER
 

@@ -32,7 +32,7 @@ import nats
 from nats.js.api import StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from shared.bus import inbox_prefix
+from shared.messaging import inbox_prefix
 from shared.catalogue import STREAMS, StreamSpec
 from shared.settings import CommonSettings
 

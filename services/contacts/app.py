@@ -15,7 +15,7 @@ from services.contacts.retention import keep_retention
 from services.contacts.settings import ContactsSettings
 from services.contacts.store import create_schema
 from shared.auth import hash_token
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.db import make_engine
 from shared.links import InvalidLink
 from shared.sealed import TransitKeys

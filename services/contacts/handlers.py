@@ -12,14 +12,15 @@ from sqlmodel import Session
 from services.contacts import auto_relay, networks
 from services.contacts import book as book_ops
 from services.contacts.relay_click import Relayer
-from services.contacts.store import CampaignMessage, InboxItem, SentItem, TaxonomyTerm, Volunteer
-from shared.bus import Bus
+from services.contacts.store import CampaignMessage, InboxItem, Relay, SentItem, TaxonomyTerm, Volunteer
+from shared.messaging import Bus
 from shared.catalogue import (
     DISPATCH_RESULT_SUBJECTS,
     EMAIL_BOUNCE,
     EMAIL_DEAD,
     MESSAGE_PUBLISHED,
     MESSAGE_WITHDRAWN,
+    OUTCOME_REVISED,
     SUGGESTION_MADE,
     SUPPRESSION_ADDED,
     TAXONOMY_PUBLISHED,
@@ -29,6 +30,7 @@ from shared.events import (
     BounceReported,
     Channel,
     DeadLetter,
+    DeliveryStatus,
     DispatchResult,
     MessagePublished,
     MessageWithdrawn,
@@ -36,9 +38,9 @@ from shared.events import (
     Suppressed,
     Taxonomy,
 )
+from shared.outcomes import OutcomeKind
 
 log = structlog.get_logger(__name__)
-TOKEN_REVOKED = "token_revoked"  # what a social dispatcher reports when the network refuses the credentials
 
 SUGGESTIONS_RECEIVED = Counter(
     "maillage_contacts_suggestions_received_total",
@@ -124,12 +126,15 @@ def register(bus: Bus, engine: Engine, relayer: Relayer) -> None:
         network that refused the credentials marks the account to reconnect."""
 
         def save(session: Session) -> None:
-            if event.reason == TOKEN_REVOKED and event.channel is not Channel.email:
+            if event.outcome is OutcomeKind.token_revoked and event.channel is not Channel.email:
                 networks.mark_revoked(session, event.volunteer_id, event.channel, event.occurred_at)
             item = session.get(SentItem, event.job_id)
             if item is None:  # an invitation, or a relay erased since
                 return
+            if item.outcome == OutcomeKind.bounced:  # the bounce came first: it is final
+                return
             item.status, item.reason, item.updated_at = event.status.value, event.reason, event.occurred_at
+            item.outcome = event.outcome.value
             session.add(item)
             session.commit()
 
@@ -142,19 +147,31 @@ def register(bus: Bus, engine: Engine, relayer: Relayer) -> None:
     @bus.subscriber(EMAIL_BOUNCE, durable="contacts-bounces")
     async def suppress_bounced(event: BounceReported, _msg) -> None:
         """A hard bounce: the address is suppressed campaign-wide, as an
-        unsubscribe is, and the job's history row says why it failed."""
+        unsubscribe is, and the job's history row says why it failed; feed
+        learns the job bounced (its ids only), so staff count it as the
+        volunteer's history does."""
 
-        def save(session: Session) -> None:
+        def save(session: Session) -> DispatchResult | None:
             book_ops.suppress_address(session, event.address_hash, "bounce")
             item = session.get(SentItem, event.job_id)
+            relay = session.get(Relay, item.relay_id) if item is not None else None
             if item is not None:
-                item.status, item.reason = "failed", f"bounce {event.status}"
+                item.status, item.reason = DeliveryStatus.failed.value, f"bounce {event.status}"
+                item.outcome, item.updated_at = OutcomeKind.bounced.value, event.occurred_at
                 session.add(item)
                 session.commit()
+            if item is None or relay is None:  # an invitation, or a relay erased since: nothing staff count
+                return None
+            return DispatchResult(job_id=item.job_id, relay_id=item.relay_id, message_id=item.message_id,
+                                  volunteer_id=relay.volunteer_id, channel=Channel.email,
+                                  status=DeliveryStatus.failed, reason=item.reason, outcome=OutcomeKind.bounced,
+                                  occurred_at=event.occurred_at)
 
-        await in_session(engine, save)
+        bounced = await in_session(engine, save)
         await bus.publish(SUPPRESSION_ADDED, Suppressed(address_hash=event.address_hash, reason="bounce"),
                           msg_id=f"suppressed:{event.address_hash}")
+        if bounced is not None:
+            await bus.publish(OUTCOME_REVISED, bounced, msg_id=f"{event.job_id}:bounced")
 
     @bus.subscriber(EMAIL_DEAD, durable="contacts-email-dead")
     async def record_dead_letter(event: DeadLetter, _msg) -> None:

@@ -20,7 +20,7 @@ from services.contacts.book import Book, BookErased, open_book
 from services.contacts.relaying import RelayPlan, plan_relay
 from services.contacts.settings import ContactsSettings
 from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED, SOCIAL_JOBS
 from shared.db import in_session, insert_or_get, mark_once
 from shared.events import Channel, RelayRequested, utcnow

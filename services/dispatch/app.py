@@ -6,7 +6,7 @@ from fastapi import FastAPI
 
 from services.dispatch import bounce_api, email_worker
 from services.dispatch.settings import EmailDispatchSettings
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.service import create_service_app
 
 

@@ -19,7 +19,7 @@ from services.dispatch.dsn import NotADsn, read_dsn
 from services.dispatch.ledger import Ledger
 from services.dispatch.settings import EmailDispatchSettings
 from shared.auth import Principal, require
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import EMAIL_BOUNCE
 from shared.events import BounceReported
 

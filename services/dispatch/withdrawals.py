@@ -4,7 +4,7 @@ was queued before the withdrawal."""
 
 from __future__ import annotations
 
-from shared.bus import Bus, Replay
+from shared.messaging import Bus, Replay
 from shared.catalogue import MESSAGE_WITHDRAWN
 
 

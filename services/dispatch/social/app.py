@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from services.dispatch.social.settings import SocialDispatchSettings
 from services.dispatch.social.wiring import NETWORKS
 from services.dispatch.social.worker import SocialDispatcher
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.egress import EgressPolicy, PinnedClient
 from shared.service import create_service_app
 

@@ -3,15 +3,10 @@
 FastStream's per-message machinery (a task, its middlewares, logging
 scope, dependency resolution) cost the email dispatcher about a fifth of
 its CPU per job (py-spy during ``make bench-email``). This consumer keeps
-what ``Bus.subscriber`` guarantees and drops the rest:
-
-- the payload is validated once against its model; an invalid one is
-  counted, logged with its reason (never its value) and terminated;
-- acks are explicit: ack after the handler returns, nak with exponential
-  backoff if it raises (bounded by the consumer's ``max_deliver``); a
-  handler may ack/nak/term itself first (``msg._ackd`` is then set);
-- replies arrive on the service's own inbox prefix (its NATS permissions);
-- the same metrics as the FastStream path.
+what ``Bus.subscriber`` guarantees and drops the rest: each message is
+settled by the same ``settle`` (validation, ack, backoff nak, term, the
+same metrics), and replies arrive on the service's own inbox prefix (its
+NATS permissions).
 
 Fed continuously: one loop fetches batches into a bounded queue and
 ``concurrency`` workers take from it, so no worker waits for a batch's
@@ -22,7 +17,6 @@ messages are handled, then the workers end.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,11 +24,9 @@ import structlog
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import AckPolicy, ConsumerConfig
-from pydantic import ValidationError
 
-from shared.bus import validation_reason
 from shared.catalogue import SubjectSpec
-from shared.observability.metrics import HANDLER_SECONDS, MESSAGES_FAILED, MESSAGES_HANDLED
+from shared.messaging.settle import Meters, settle
 
 log = structlog.get_logger(__name__)
 
@@ -43,16 +35,11 @@ RawHandler = Callable[[Any, Msg], Awaitable[None]]
 
 class PullConsumer:
     def __init__(self, service: str, spec: SubjectSpec, durable: str, handler: RawHandler, *,
-                 inbox: bytes, max_deliver: int, ack_wait: float, batch: int, concurrency: int,
-                 backoff: Callable[[int], float]) -> None:
+                 inbox: bytes, max_deliver: int, ack_wait: float, batch: int, concurrency: int) -> None:
         self.spec, self.durable, self.handler, self.inbox = spec, durable, handler, inbox
         self.max_deliver, self.ack_wait = max_deliver, ack_wait
-        self.batch, self.concurrency, self.backoff = batch, concurrency, backoff
-        # labels() is a dict lookup under a lock per call: resolved once.
-        self.handled = MESSAGES_HANDLED.labels(service, spec.pattern)
-        self.invalid = MESSAGES_FAILED.labels(service, spec.pattern, "invalid_payload")
-        self.failed = MESSAGES_FAILED.labels(service, spec.pattern, "handler_error")
-        self.seconds = HANDLER_SECONDS.labels(service, spec.pattern)
+        self.batch, self.concurrency = batch, concurrency
+        self.meters = Meters.of(service, spec)
         self.queue: asyncio.Queue[Msg] | None = None
         self.fetcher: asyncio.Task | None = None
         self.workers: list[asyncio.Task] = []
@@ -103,32 +90,8 @@ class PullConsumer:
         while True:
             msg = await self.queue.get()
             try:
-                await self._handle(msg)
+                await settle(self.spec, self.handler, msg, msg, self.meters)
             except Exception as exc:  # an ack that could not be sent: the message comes back
                 log.error("consumer.ack_failed", subject=self.spec.pattern, error=type(exc).__name__)
             finally:
                 self.queue.task_done()
-
-    async def _handle(self, msg: Msg) -> None:
-        try:
-            event = self.spec.model.model_validate_json(msg.data)
-        except ValidationError as exc:
-            self.invalid.inc()
-            log.warning("event.rejected", subject=self.spec.pattern, reason=validation_reason(exc))
-            await msg.term()
-            return
-        started = time.perf_counter()
-        try:
-            await self.handler(event, msg)
-        except Exception as exc:
-            self.failed.inc()
-            # The exception text may quote a payload (an address): log its type only.
-            log.error("event.handler_failed", subject=self.spec.pattern, error=type(exc).__name__)
-            if not msg._ackd:
-                await msg.nak(delay=self.backoff(msg.metadata.num_delivered or 1))
-            return
-        finally:
-            self.seconds.observe(time.perf_counter() - started)
-        self.handled.inc()
-        if not msg._ackd:
-            await msg.ack()
