@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from services.matcher.app import create_app
 from services.matcher.domain import partition_of
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.catalogue import CONTACTS, PROFILE_UPDATED
 from shared.events import InterestProfile
 from tests.test_matcher_service import feed_publish, message, settings, stored_suggestions, wait_ready
@@ -55,7 +55,7 @@ def test_two_replicas_suggest_to_every_matching_volunteer_exactly_once(nats_url)
         indexes = [app.state.matcher.index.volunteers() for app in apps]
         assert indexes[0].isdisjoint(indexes[1]) and indexes[0] | indexes[1] == set(VOLUNTEERS)
         assert all(partition_of(v, 2) == i for i, owned in enumerate(indexes) for v in owned)
-        assert {app.state.matcher.durable for app in apps} == {"matcher-messages-0-of-2", "matcher-messages-1-of-2"}
+        assert {app.state.matcher_handlers.durable for app in apps} == {"matcher-messages-0-of-2", "matcher-messages-1-of-2"}
 
         asyncio.run(feed_publish(nats_url, (message("m1", "education", regions=("idf",)), "m1")))
         found = poll(lambda: by_message(nats_url, "m1"), lambda f: len(f) >= len(want), what="m1's suggestions")

@@ -1,15 +1,15 @@
 """matcher: crosses each published message with every volunteer's opt-in
 interest profile and suggests it where it fits.
 
-- ``domain``: the index (profiles, inverted by interest, region and locale),
-  targeting, audience estimate, score = audience × 2^(priority − 1), and the
-  partition a volunteer belongs to;
-- ``queue``: pacing — a daily cap per volunteer and quiet hours, in the
-  campaign's time zone; what waits is released by priority, then score;
-- ``planner``: the decisions, event by event, and the rebuild of the queues
-  from the FEED stream when the process starts (its module doc says what
-  survives a restart and what does not);
-- ``handlers``/``app``: NATS and HTTP wiring.
+- ``domain``: the pure rules — ``index`` (profiles, targeting, audience,
+  score, partitions), ``queue`` (pacing: daily cap, quiet hours) and
+  ``planner`` (the decisions, event by event, and the rebuild from FEED);
+- ``usecases``: one module per thing the matcher does (index a profile,
+  match a message, withdraw one, rebuild at start, a release pass);
+- ``store``: the state they change, in memory, rebuilt from the streams;
+- ``outbound``: everything it publishes (suggestions, the watermark);
+- ``handlers``: the NATS subscriptions and the release timer, calling use
+  cases; ``app``: the bootstrap wiring them (docs/architecture.md).
 
 Scaling out: replica i of N (``MAILLAGE_MATCHER_PARTITION``/``_PARTITIONS``)
 owns the volunteers with sha256(volunteer id) mod N = i, indexes only their

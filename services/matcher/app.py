@@ -1,12 +1,15 @@
-"""Wires the matcher together."""
+"""The matcher's bootstrap: builds the store, the outbound module and the
+NATS handlers around one bus, and hands their lifecycle to the service app."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.matcher.handlers import Clock, Matcher
+from services.matcher.handlers import Clock, Handlers
+from services.matcher.outbound import Outbound
 from services.matcher.settings import MatcherSettings
-from shared.bus import Bus
+from services.matcher.store import MatcherState
+from shared.messaging import Bus
 from shared.events import utcnow
 from shared.service import create_service_app
 
@@ -15,18 +18,19 @@ def create_app(settings: MatcherSettings | None = None, *, clock: Clock = utcnow
     """``clock`` is for tests that walk through quiet hours and days."""
     settings = settings or MatcherSettings()
     bus = Bus.for_service(settings)
-    matcher = Matcher(bus, settings, clock=clock)
-    matcher.register()
+    state = MatcherState.for_settings(settings)
+    handlers = Handlers(bus, state, Outbound(bus), release_seconds=settings.release_seconds, clock=clock)
     app = create_service_app(
         settings=settings,
         bus=bus,
         title="Maillage matcher",
         description="Suggests each published message to the volunteers whose network it fits, "
                     "paced by a daily cap and quiet hours.",
-        checks={"index": matcher.profiles.ready, "taxonomy": matcher.taxonomy.ready, "queue": matcher.ready},
-        on_start=[matcher.prepare],
-        after_start=[matcher.start_background],
-        on_stop=[matcher.stop],
+        checks={"index": handlers.profiles.ready, "taxonomy": handlers.taxonomy.ready, "queue": state.ready},
+        on_start=[handlers.prepare],
+        after_start=[handlers.start_background],
+        on_stop=[handlers.stop],
     )
-    app.state.matcher = matcher
+    app.state.matcher = state
+    app.state.matcher_handlers = handlers
     return app

@@ -76,6 +76,11 @@ class Partition:
     def __str__(self) -> str:
         return f"{self.index}/{self.count}"
 
+    @property
+    def key(self) -> str:
+        """How streams name the partition: its durable consumer, its watermark."""
+        return f"{self.index}-of-{self.count}"
+
 
 def is_known_interest(name: str, taxonomy: frozenset[str]) -> bool:
     """As contacts has it: ``local:<commune>`` words need no taxonomy entry."""
