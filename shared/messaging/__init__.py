@@ -8,11 +8,13 @@ Modules depend one way: ``settle`` ← ``pull_consumer`` ← ``bus``;
 
 from shared.messaging.bus import APPLY_STREAMS, Bus, MissingStreams, UndeclaredSubject, inbox_prefix
 from shared.messaging.replay import Replay
+from shared.messaging.fake import FakeBus
 from shared.messaging.settle import redelivery_delay, settle, validation_reason
 
 __all__ = [
     "APPLY_STREAMS",
     "Bus",
+    "FakeBus",
     "MissingStreams",
     "Replay",
     "UndeclaredSubject",
