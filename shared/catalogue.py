@@ -1,7 +1,7 @@
 """Every JetStream stream and NATS subject of Maillage, declared once.
 
 Services never spell a subject themselves: they take a ``SubjectSpec`` from
-here, and ``shared.bus`` refuses to publish or subscribe to anything that is
+here, and ``shared.messaging`` refuses to publish or subscribe to anything that is
 not declared, or by a service that is not its declared producer/consumer.
 The README's subject table and the NATS permission config are generated from
 this module.
@@ -168,6 +168,12 @@ DISPATCH_BOUNCES_STREAM = StreamSpec(
     retention=RetentionPolicy.LIMITS,
     description="Hard bounces read from delivery status notifications (address hashes only).",
 )
+OUTCOMES_STREAM = StreamSpec(
+    name="OUTCOMES",
+    subjects=("contacts.outcomes",),
+    retention=RetentionPolicy.LIMITS,
+    description="What became of a job, learnt after its dispatch result (a hard bounce): no recipient identity.",
+)
 
 SUPPRESSIONS_STREAM = StreamSpec(
     name="SUPPRESSIONS",
@@ -188,6 +194,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     DISPATCH_RESULTS_STREAM,
     DISPATCH_DEAD_STREAM,
     DISPATCH_BOUNCES_STREAM,
+    OUTCOMES_STREAM,
     SUPPRESSIONS_STREAM,
 )
 
@@ -283,6 +290,17 @@ EMAIL_BOUNCE = SubjectSpec(
     consumers=(CONTACTS,),
     description="A hard bounce (RFC 3464 DSN) for a job: contacts suppresses the address.",
 )
+# Contacts, not dispatch: the job's relay, message and volunteer are in its
+# history, where the bounce already lands; dispatch keeps only the recipient.
+OUTCOME_REVISED = SubjectSpec(
+    pattern="contacts.outcomes",
+    stream=OUTCOMES_STREAM,
+    model=events.DispatchResult,
+    producer=CONTACTS,
+    consumers=(FEED,),
+    description="A job's outcome changed after its result (an email delivered, then bounced): "
+                "staff figures move it as the volunteer's history does.",
+)
 
 
 def _social_subjects(network: str, dispatcher: str, label: str) -> tuple[SubjectSpec, SubjectSpec]:
@@ -335,6 +353,7 @@ SUBJECTS: tuple[SubjectSpec, ...] = (
     EMAIL_RESULT,
     EMAIL_DEAD,
     EMAIL_BOUNCE,
+    OUTCOME_REVISED,
     MASTODON_JOB,
     MASTODON_RESULT,
     BLUESKY_JOB,

@@ -101,6 +101,11 @@ def from_legacy(status: str, reason: str | None) -> OutcomeKind | None:
     return next((kind for pattern, kind in _PATTERNS if pattern.fullmatch(text)), OutcomeKind.failed)
 
 
+def stored_kind(outcome: str | None, status: str, reason: str | None) -> OutcomeKind | None:
+    """A stored row's outcome; a row from before the kind, as its status and reason meant."""
+    return OutcomeKind(outcome) if outcome else from_legacy(status, reason)
+
+
 def volunteer_line(kind: OutcomeKind | None, channel: str) -> VolunteerLine:
     """One job in the volunteer's history (None: no result yet)."""
     return VolunteerLine.pending if kind is None else meaning(kind, channel).volunteer

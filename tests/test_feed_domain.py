@@ -21,7 +21,6 @@ from services.feed.domain import (
     TransitionError,
     advance,
     contributions,
-    delivery_outcome,
     duplicate_terms,
     interest_problems,
     message_problems,
@@ -33,6 +32,7 @@ from services.feed.domain import (
     taxonomy_digest,
 )
 from shared.events import TaxonomyTerm
+from shared.outcomes import OutcomeKind, from_legacy
 
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 LIMITS = content.channel_limits()
@@ -223,7 +223,8 @@ def facts(volunteers: dict[str, int], *, since: float = 0, interests: dict[str, 
         interests=[(v, interests.get(v, "education")) for v in volunteers],
         regions=[(v, regions[v]) for v in volunteers if v in regions],
         relays=[(v, order[v], {"email": n}) for v, n in volunteers.items()],
-        deliveries=[(v, "email", *outcomes.get(v, ("delivered", None)), n, order[v]) for v, n in volunteers.items()])
+        deliveries=[(v, "email", from_legacy(*outcomes.get(v, ("delivered", None))), None, n, order[v])
+                    for v, n in volunteers.items()])
 
 
 def report(f: Facts, state: ShownState, cut: datetime, *, interests=("education",), regions=()):
@@ -291,7 +292,8 @@ def test_a_cell_changed_by_fewer_than_k_volunteers_holds_its_whole_group():
     more = facts({v: 3 for v in "fghij"}, since=20)
     grown = Facts(suggestions=later.suggestions + more.suggestions, interests=later.interests + more.interests,
                   regions=[], relays=later.relays + more.relays,
-                  deliveries=later.deliveries + more.deliveries + [("a", "email", "failed", "smtp 421", 1, at(30))])
+                  deliveries=[*later.deliveries, *more.deliveries,
+                              ("a", "email", OutcomeKind.failed_after_retries, None, 1, at(30))])
     held, moved = report(grown, state, at(40))
     email = held.reach.channels["email"]
     # failed moved by one volunteer: the channel's cells and the slices' reached stay as they were

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 
 from services.feed import content
 from shared.events import EmailVariant, InterestName, TaxonomyTerm, Variants
+from shared.outcomes import OutcomeKind, StaffFigure, meaning
 from shared.text import HeaderText
 
 # -- staff roles ------------------------------------------------------------------------------
@@ -308,29 +309,7 @@ class Cell(BaseModel):
 HIDDEN = Cell(value=None, suppressed=True)
 
 
-class Outcome(StrEnum):
-    """What became of one dispatch job, as staff may count it."""
-
-    reached = "reached"
-    opted_out = "opted_out"  # the recipient had unsubscribed: nothing was sent
-    bounced = "bounced"  # the receiving server refused for good (5xx)
-    dropped = "dropped"  # the message was withdrawn before the job ran
-    failed = "failed"  # anything else
-
-
-def delivery_outcome(status: str, reason: str | None) -> Outcome:
-    if status == "delivered":
-        return Outcome.reached
-    reason = (reason or "").lower()
-    if reason == "suppressed":
-        return Outcome.opted_out
-    if reason == "withdrawn":
-        return Outcome.dropped
-    if reason.startswith("smtp 5"):
-        return Outcome.bounced
-    return Outcome.failed
-
-
+Outcome = StaffFigure  # a channel's figures; which one a job counts in is shared.outcomes.meaning's to say
 CHANNEL_OUTCOMES = tuple(Outcome)
 
 
@@ -343,10 +322,14 @@ class Facts:
     interests: list[tuple[str, str]]  # volunteer, interest matched
     regions: list[tuple[str, str]]  # volunteer, region reached
     relays: list[tuple[str, datetime, Mapping[str, int]]]  # volunteer, recorded, jobs queued per channel
-    deliveries: list[tuple[str, str, str, str | None, int, datetime]]  # volunteer, channel, status, reason, jobs, newest
+    # volunteer, channel, what became of the jobs, what it was before if that changed (a bounce after
+    # delivery), jobs, newest (recorded, or changed)
+    deliveries: list[tuple[str, str, OutcomeKind, OutcomeKind | None, int, datetime]]
 
 
-Contributions = dict[CellKey, dict[str, tuple[int, datetime]]]  # cell -> volunteer -> (amount, last changed)
+# cell -> volunteer -> (amount, last changed); an amount of 0: a volunteer whose jobs all left the cell
+# (delivered, then bounced), who changed it then but no longer contributes to it
+Contributions = dict[CellKey, dict[str, tuple[int, datetime]]]
 
 
 def contributions(facts: Facts) -> Contributions:
@@ -384,11 +367,28 @@ def contributions(facts: Facts) -> Contributions:
         for channel, n in queued.items():
             add(("channel", channel, "queued"), volunteer, n, at)
         in_slices(volunteer, "relays", 1, at)
-    for volunteer, channel, status, reason, n, at in facts.deliveries:
-        outcome = delivery_outcome(status, reason)
-        add(("channel", channel, outcome.value), volunteer, n, at)
-        if outcome is Outcome.reached:
+    moved_out = []
+    for volunteer, channel, kind, previous, n, at in facts.deliveries:
+        figure = meaning(kind, channel).staff
+        add(("channel", channel, figure.value), volunteer, n, at)
+        if figure is Outcome.reached:
             in_slices(volunteer, "reached", n, at)
+        if previous is not None:
+            moved_out.append((volunteer, channel, meaning(previous, channel).staff, at))
+
+    def touch(key: CellKey, volunteer: str, at: datetime) -> None:
+        old = cells.setdefault(key, {}).get(volunteer, (0, at))
+        cells[key][volunteer] = (old[0], max(old[1], at))
+
+    # A job that left a figure (reached, then bounced) changed that figure
+    # too: its volunteer is one of those who changed it then, even with
+    # nothing left in it, or a figure could drop by one volunteer's bounce
+    # while the report thought it untouched.
+    for volunteer, channel, figure, at in moved_out:
+        touch(("channel", channel, figure.value), volunteer, at)
+        if figure is Outcome.reached and volunteer in suggested_at:
+            for prefix in slices.get(volunteer, ()):
+                touch((*prefix, "reached"), volunteer, at)
     return cells
 
 
@@ -456,7 +456,7 @@ def _advance_group(members: list[CellKey], shown: Mapping[CellKey, Shown], cells
         contributors = cells.get(key, {})
         before = shown.get(key)
         if before is None:
-            if len(contributors) >= k:
+            if sum(1 for amount, _ in contributors.values() if amount > 0) >= k:
                 fresh[key] = sum(amount for amount, _ in contributors.values())
             continue
         changed = sum(1 for _, at in contributors.values() if at > before.as_of)
@@ -486,7 +486,7 @@ def _complements(members: list[CellKey], visible: set[CellKey], fresh: set[CellK
     hide: set[CellKey] = set()
 
     def who(keys) -> set[str]:
-        return set().union(*(cells.get(key, {}).keys() for key in keys)) if keys else set()
+        return {v for key in keys for v, (amount, _) in cells.get(key, {}).items() if amount > 0}
 
     def smallest_fresh(keys) -> CellKey | None:
         candidates = sorted((values[key], key) for key in keys if key in fresh and key not in hide)

@@ -17,11 +17,13 @@ from services.feed.store import (
     SuggestionInterest,
     SuggestionRegion,
     add_once,
+    revise_delivery,
 )
-from shared.bus import Bus
-from shared.catalogue import DISPATCH_RESULT_SUBJECTS, RELAY_REQUESTED, SUGGESTION_MADE
+from shared.messaging import Bus
+from shared.catalogue import DISPATCH_RESULT_SUBJECTS, OUTCOME_REVISED, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import in_session
 from shared.events import DispatchResult, RelayRequested, Suggestion
+from shared.outcomes import OutcomeKind
 
 
 def register(bus: Bus, engine: Engine) -> None:
@@ -51,19 +53,24 @@ def register(bus: Bus, engine: Engine) -> None:
         )
 
     async def count_delivery(event: DispatchResult, _msg) -> None:
-        await record(
-            DeliveryFact(
-                job_id=event.job_id,
-                message_id=event.message_id,
-                volunteer_id=event.volunteer_id,
-                channel=event.channel.value,
-                status=event.status.value,
-                reason=event.reason,
-                at=event.occurred_at,
-            )
+        fact = DeliveryFact(
+            job_id=event.job_id,
+            message_id=event.message_id,
+            volunteer_id=event.volunteer_id,
+            channel=event.channel.value,
+            status=event.status.value,
+            reason=event.reason,
+            outcome=event.outcome.value,
+            at=event.occurred_at,
         )
+        if event.outcome is OutcomeKind.bounced:  # final, even over the job's "delivered"
+            await in_session(engine, lambda s: revise_delivery(s, fact))
+        else:
+            await record(fact)
 
     # every channel's results count alike (the fact says its channel), each on its own durable
     for spec in DISPATCH_RESULT_SUBJECTS:
         channel = spec.pattern.split(".")[1]
         bus.subscriber(spec, durable=f"feed-{channel}-results", batch_size=64)(count_delivery)
+    # an outcome learnt later (a bounce, through contacts, which holds the job's ids)
+    bus.subscriber(OUTCOME_REVISED, durable="feed-outcomes", batch_size=64)(count_delivery)

@@ -18,6 +18,7 @@ from sqlmodel import Field, Session, SQLModel, select
 from services.feed.domain import UNKNOWN_VOLUNTEER, Facts, State
 from shared.events import new_id, utcnow
 from shared.migrations import alembic_config, upgrade
+from shared.outcomes import OutcomeKind, stored_kind
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 # Feed may share a database with another service (tests, small setups):
@@ -166,8 +167,15 @@ class DeliveryFact(FeedTable, table=True):
     channel: str
     status: str
     reason: str | None = Field(default=None, max_length=200)
+    outcome: str | None = Field(default=None, max_length=32)  # an OutcomeKind; None in rows from before it
     at: datetime | None = Field(default=None, description="when the dispatcher reported it")
     recorded_at: datetime | None = Field(default_factory=utcnow)
+    # a later report changed the outcome (a bounce after delivery): what it was, and when it changed
+    revised_from: str | None = Field(default=None, max_length=32)
+    revised_at: datetime | None = None
+
+    def kind(self) -> OutcomeKind | None:
+        return stored_kind(self.outcome, self.status, self.reason)
 
 
 class ReachShown(FeedTable, table=True):
@@ -216,6 +224,22 @@ def add_once(session: Session, *rows: FeedTable) -> bool:
     return True
 
 
+def revise_delivery(session: Session, fact: DeliveryFact) -> bool:
+    """Record ``fact``, or move its job's recorded fact to ``fact``'s outcome
+    (a bounce is final: it arrives after the job's result, or before it, and
+    then that result is the duplicate). True if anything changed."""
+    if add_once(session, fact):
+        return True
+    known = session.get(DeliveryFact, fact.job_id)
+    if known is None or known.outcome == fact.outcome:
+        return False  # a redelivered revision
+    known.revised_from, known.revised_at = known.kind(), utcnow()
+    known.status, known.reason, known.outcome = fact.status, fact.reason, fact.outcome
+    session.add(known)
+    session.commit()
+    return True
+
+
 def transition(session: Session, message_id: str, sources: tuple[State, ...], target: State,
                **values: object) -> bool:
     """Move a message from one of ``sources`` to ``target`` unless another
@@ -238,12 +262,15 @@ def current_taxonomy(session: Session) -> TaxonomyVersion | None:
 
 def facts_fingerprint(session: Session, message_id: str, cut: datetime) -> tuple:
     """How many facts a message has up to ``cut`` and the newest one's
-    time: unchanged, the staff report would be the same. (Interests,
+    time, and the newest change of a delivery's outcome (a bounce moves
+    no count): unchanged, the staff report would be the same. (Interests,
     regions and queued jobs are written with their suggestion or relay.)"""
-    return tuple(session.exec(
+    return (*(session.exec(
         select(func.count(), func.max(fact.recorded_at))
         .where(fact.message_id == message_id, (fact.recorded_at <= cut) | fact.recorded_at.is_(None))).one()
-        for fact in (SuggestionFact, RelayFact, DeliveryFact))
+        for fact in (SuggestionFact, RelayFact, DeliveryFact)),
+        session.exec(select(func.max(DeliveryFact.revised_at))
+                     .where(DeliveryFact.message_id == message_id, DeliveryFact.revised_at <= cut)).one())
 
 
 def message_facts(session: Session, message_id: str, cut: datetime) -> Facts:
@@ -274,9 +301,20 @@ def message_facts(session: Session, message_id: str, cut: datetime) -> Facts:
     relays = [(who(v), epoch(at), queued.get(relay_id, {})) for relay_id, v, at in session.exec(
         select(RelayFact.relay_id, RelayFact.volunteer_id, RelayFact.recorded_at)
         .where(RelayFact.message_id == message_id, until(RelayFact.recorded_at)))]
-    deliveries = [(who(v), channel, status, reason, n, epoch(at)) for v, channel, status, reason, n, at in session.exec(
-        select(DeliveryFact.volunteer_id, DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason,
-               func.count(), func.max(DeliveryFact.recorded_at))
-        .where(DeliveryFact.message_id == message_id, until(DeliveryFact.recorded_at))
-        .group_by(DeliveryFact.volunteer_id, DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason))]
+    deliveries = []
+    columns = (DeliveryFact.volunteer_id, DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason,
+               DeliveryFact.outcome, DeliveryFact.revised_from, DeliveryFact.revised_at)
+    for v, channel, status, reason, outcome, revised_from, revised_at, n, at in session.exec(
+            select(*columns, func.count(), func.max(DeliveryFact.recorded_at))
+            .where(DeliveryFact.message_id == message_id, until(DeliveryFact.recorded_at))
+            .group_by(*columns)):
+        kind = stored_kind(outcome, status, reason)
+        if kind is None:
+            continue
+        if revised_at is None:
+            deliveries.append((who(v), channel, kind, None, n, epoch(at)))
+        elif revised_at > cut:  # changed after this cut: as it stood then
+            deliveries.append((who(v), channel, OutcomeKind(revised_from), None, n, epoch(at)))
+        else:
+            deliveries.append((who(v), channel, kind, OutcomeKind(revised_from), n, max(epoch(at), revised_at)))
     return Facts(suggestions=suggestions, interests=interests, regions=regions, relays=relays, deliveries=deliveries)

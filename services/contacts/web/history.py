@@ -13,7 +13,7 @@ from sqlmodel import Session, func, select
 from services.contacts.store import CampaignMessage, Relay, SentItem, Volunteer
 from services.contacts.web.auth import web_volunteer
 from shared.db import in_session
-from shared.outcomes import OutcomeKind, from_legacy, volunteer_line
+from shared.outcomes import stored_kind, volunteer_line
 from shared.web.pages import render
 
 router = APIRouter(prefix="/app/history", include_in_schema=False)
@@ -44,8 +44,7 @@ def load(session: Session, volunteer_id: str) -> list[RelayLine]:
         for relay_id, channel, status, reason, kind, n in session.exec(
             select(*columns, func.count()).where(SentItem.relay_id.in_(list(lines))).group_by(*columns)
         ).all():
-            kind = OutcomeKind(kind) if kind else from_legacy(status, reason)
-            lines[relay_id].counts[volunteer_line(kind, channel).value] += n
+            lines[relay_id].counts[volunteer_line(stored_kind(kind, status, reason), channel).value] += n
     return list(lines.values())
 
 
