@@ -7,14 +7,16 @@ from fastapi import FastAPI
 
 from services.feed import handlers, reporting, web
 from services.feed.api import messages, staff, taxonomy
-from services.feed.api.deps import staff_authenticator
-from services.feed.publishing import MESSAGES_PUBLISHED, Scheduler
+from services.feed.api.deps import ANSWERS, staff_authenticator
+from services.feed.scheduler import Scheduler
 from services.feed.settings import FeedSettings
 from services.feed.store import create_schema
+from services.feed.usecases.publish import MESSAGES_PUBLISHED
 from shared.auth import hash_token
-from shared.bus import Bus
+from shared.messaging import Bus
 from shared.db import make_engine
 from shared.service import create_service_app
+from shared.web import errors
 
 
 def create_app(settings: FeedSettings | None = None) -> FastAPI:
@@ -45,5 +47,6 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
 
     app.state.published_counter = MESSAGES_PUBLISHED
     app.state.scheduler = scheduler
+    errors.install(app, ANSWERS)  # the API's JSON and the console's error page alike
     web.install(app, settings)
     return app

@@ -1,22 +1,26 @@
-"""What the routes share: the caller and their role, errors in one shape."""
+"""What the routes share: typed dependencies (the engine, the bus, the
+settings, the caller and their role) and what domain errors mean over HTTP."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Annotated
 
 import structlog
 from fastapi import Depends, HTTPException, Request, status
 from prometheus_client import Counter
-from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlmodel import select
 
 from services.feed import content
-from services.feed.domain import BOOTSTRAP, Actor, Problem, Role, TransitionError, role_allows
+from services.feed.domain import BOOTSTRAP, Actor, Role, role_allows
+from services.feed.errors import Invalid, NotFound, Refused, TransitionError, Unavailable
 from services.feed.settings import FeedSettings
 from services.feed.store import StaffAccount
 from shared.auth import Authenticator, Principal, bearer_token, hash_token, same_token, unauthorized
+from shared.messaging import Bus
 from shared.db import in_session
+from shared.web.errors import Answers, not_found
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +65,10 @@ def engine(request: Request) -> Engine:
     return request.app.state.engine
 
 
+def bus(request: Request) -> Bus:
+    return request.app.state.bus
+
+
 def settings(request: Request) -> FeedSettings:
     return request.app.state.settings
 
@@ -70,31 +78,37 @@ def limits(request: Request) -> tuple[content.ChannelLimit, ...]:
     return content.channel_limits(x=s.limit_x, bluesky=s.limit_bluesky, mastodon=s.limit_mastodon)
 
 
-def refused(problems: list[Problem]) -> HTTPException:
+EngineDep = Annotated[Engine, Depends(engine)]
+BusDep = Annotated[Bus, Depends(bus)]
+SettingsDep = Annotated[FeedSettings, Depends(settings)]
+LimitsDep = Annotated[tuple[content.ChannelLimit, ...], Depends(limits)]
+Editor = Annotated[Actor, Depends(require_role(Role.editor))]
+Publisher = Annotated[Actor, Depends(require_role(Role.publisher))]
+Admin = Annotated[Actor, Depends(require_role(Role.admin))]
+
+
+def refused(exc: Refused) -> HTTPException:
     """A 422 shaped like FastAPI's own, one entry per problem; counted and
     logged by rule and field (never the text itself)."""
-    for rule in {p.kind for p in problems}:
+    for rule in {p.kind for p in exc.problems}:
         REFUSED.labels(rule).inc()
-    log.info("message.refused", fields=[".".join(map(str, p.loc)) for p in problems])
+    log.info("message.refused", fields=[".".join(map(str, p.loc)) for p in exc.problems])
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[
-        {"loc": ["body", *p.loc], "msg": p.msg, "type": "value_error"} for p in problems])
+        {"loc": ["body", *p.loc], "msg": p.msg, "type": "value_error"} for p in exc.problems])
 
 
-def invalid(exc: ValidationError) -> HTTPException:
+def invalid(exc: Invalid) -> HTTPException:
     """A pydantic error on a body we validated ourselves (a merged edit)."""
     return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=[
-        {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]}
-        for err in exc.errors(include_url=False, include_input=False)])
+        {"loc": ["body", *err["loc"]], "msg": err["msg"], "type": err["type"]} for err in exc.errors])
 
 
-def conflict(exc: TransitionError) -> HTTPException:
-    return HTTPException(status.HTTP_409_CONFLICT, detail=str(exc))
-
-
-def not_found(what: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no such {what}")
-
-
-def unavailable(detail: str) -> HTTPException:
-    """NATS did not take an event (its exception type only: never a payload)."""
-    return HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=detail)
+# What each domain error means over HTTP: app.py installs it (shared.web.errors).
+ANSWERS: Answers = {
+    NotFound: lambda exc: not_found(exc.what),
+    TransitionError: lambda exc: HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)),
+    Refused: refused,
+    Invalid: invalid,
+    # NATS did not take an event (its exception type only: never a payload)
+    Unavailable: lambda exc: HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, detail=str(exc)),
+}

@@ -2,7 +2,8 @@
 token, compose with live previews and each network's counter, approve,
 publish or schedule, withdraw, the taxonomy, and each message's reach as
 live charts (server-sent events), k-anonymous like the API. Pages call the
-API's own route functions after the same role checks."""
+same use cases as the API (services/feed/usecases) after the same role
+checks."""
 
 from __future__ import annotations
 

@@ -9,14 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 
-from services.feed.api.deps import require_role, settings, staff_authenticator
-from services.feed.domain import BOOTSTRAP, Actor, Role
-from sqlalchemy import update
-from sqlmodel import Session
-
-from services.feed.store import StaffAccount, StaffSessionEpoch
+from services.feed.api.deps import engine, require_role, settings, staff_authenticator
+from services.feed.domain import Actor, Role
+from services.feed.usecases import sessions
 from shared.auth import Principal, hash_token
-from shared.db import in_session, insert_or_get
 from shared.web.pages import SignInRequired, render, site_of
 from shared.web.session import Sessions, WebSession, csrf_protect, fingerprint, sessions_of
 
@@ -27,25 +23,8 @@ def bootstrap_hash(request: Request) -> str:
     return hash_token(settings(request).staff_token.get_secret_value())
 
 
-def epoch_of(session: Session, actor_id: str) -> int:
-    row = session.get(StaffSessionEpoch, actor_id)
-    return row.epoch if row is not None else 0
-
-
 async def account_of(request: Request, actor_id: str) -> tuple[Actor, str, int] | None:
-    """The actor, the hash of its current token and its session epoch;
-    None once revoked."""
-    if actor_id == BOOTSTRAP.id:
-        epoch = await in_session(request.app.state.engine, lambda s: epoch_of(s, actor_id))
-        return BOOTSTRAP, bootstrap_hash(request), epoch
-
-    def load(session: Session) -> tuple[StaffAccount | None, int]:
-        return session.get(StaffAccount, actor_id), epoch_of(session, actor_id)
-
-    row, epoch = await in_session(request.app.state.engine, load)
-    if row is None or row.revoked_at is not None:
-        return None
-    return Actor(id=row.id, name=row.name, role=row.role), row.token_hash, epoch
+    return await sessions.account_of(engine(request), actor_id, bootstrap_hash(request))
 
 
 async def web_actor(request: Request) -> Actor:
@@ -67,16 +46,7 @@ async def end_sessions(request: Request, session: WebSession) -> None:
     found = await account_of(request, session.sub)
     if found is None or not session.current(found[1], found[2]):
         return
-
-    def bump(s: Session) -> None:
-        if s.get(StaffSessionEpoch, session.sub) is None:
-            insert_or_get(s, StaffSessionEpoch(actor_id=session.sub, epoch=0), StaffSessionEpoch, session.sub)
-        s.exec(update(StaffSessionEpoch).where(StaffSessionEpoch.actor_id == session.sub,
-                                               StaffSessionEpoch.epoch == session.ep)
-               .values(epoch=StaffSessionEpoch.epoch + 1))
-        s.commit()
-
-    await in_session(request.app.state.engine, bump)
+    await sessions.end_sessions(engine(request), session.sub, session.ep)
 
 
 def allowed(request: Request, needed: Role) -> Actor:
@@ -92,12 +62,12 @@ async def sign_in_page(request: Request):
 @router.post("/sign-in")
 async def sign_in(request: Request, token: str = Form(default="")):
     token = token.strip()
-    principal = await staff_authenticator(request.app.state.engine, bootstrap_hash(request))(token) if token else None
+    principal = await staff_authenticator(engine(request), bootstrap_hash(request))(token) if token else None
     if principal is None or not isinstance(principal.account, Actor):
         t = site_of(request).catalog.translator(site_of(request).catalog.language(request))
         return render(request, "sign_in.html", 401, errors=[t("signin.bad_token")])
     actor_id = principal.account.id
-    epoch = await in_session(request.app.state.engine, lambda s: epoch_of(s, actor_id))
+    epoch = await sessions.session_epoch(engine(request), actor_id)
     response = RedirectResponse(f"{site_of(request).prefix}/messages", status_code=303)
     sessions_of(request).store(response, Sessions.new(actor_id, fingerprint(hash_token(token)), epoch))
     return response

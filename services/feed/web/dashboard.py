@@ -12,8 +12,9 @@ import time
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import StreamingResponse
 
-from services.feed.api import messages as api
+from services.feed.api.deps import EngineDep, SettingsDep
 from services.feed.domain import Actor
+from services.feed.usecases.read_messages import read_figures, stored_message
 from services.feed.web.auth import web_actor
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -29,13 +30,14 @@ def event(name: str, data: dict) -> str:
 
 
 @router.get("/messages/{message_id}/reach/events")
-async def reach_events(message_id: str, request: Request, actor: Actor = Depends(web_actor)):
-    await api.get_message(message_id, request, actor)  # 404 before the stream starts
+async def reach_events(message_id: str, request: Request, engine: EngineDep, settings: SettingsDep,
+                       _actor: Actor = Depends(web_actor)):
+    await stored_message(engine, message_id)  # 404 before the stream starts
 
     async def stream():
         last, quiet_since, ends = None, time.monotonic(), time.monotonic() + STREAM_SECONDS
         while time.monotonic() < ends and not await request.is_disconnected():
-            reach = (await api.get_reach(message_id, request, actor)).model_dump(mode="json")
+            reach = (await read_figures(engine, settings, message_id)).reach.model_dump(mode="json")
             if reach != last:
                 last, quiet_since = reach, time.monotonic()
                 yield event("reach", {"at": time.time(), "reach": reach})

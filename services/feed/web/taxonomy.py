@@ -3,15 +3,18 @@ replaces them, one per line: name | label in French | label in English."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from pydantic import ValidationError
 
-from services.feed.api import taxonomy as api
+from services.feed.api import deps
+from services.feed.api.deps import BusDep, EngineDep
+from services.feed.api.taxonomy import TaxonomyIn
 from services.feed.domain import Actor, Role, role_allows
+from services.feed.usecases.taxonomy import read_taxonomy, replace_taxonomy
 from services.feed.web.auth import allowed, web_actor
+from services.feed.web.messages import REFUSALS, refusal
 from shared.web.forms import lines
-from shared.web.pages import problems, render, site_of
+from shared.web.pages import render, site_of
 from shared.web.session import csrf_protect
 
 router = APIRouter(prefix="/console/taxonomy", include_in_schema=False, dependencies=[Depends(csrf_protect)])
@@ -34,7 +37,7 @@ def as_text(terms) -> str:
 
 
 async def page(request: Request, actor: Actor, status_code: int = 200, text: str | None = None, **extra):
-    current = await api.get_taxonomy(request, actor)
+    current = await read_taxonomy(deps.engine(request))
     return render(request, "taxonomy.html", status_code, taxonomy=current, text=as_text(current.terms) if text is None else text,
                   can_edit=role_allows(actor.role, Role.admin), **extra)
 
@@ -45,13 +48,12 @@ async def taxonomy_page(request: Request, actor: Actor = Depends(web_actor)):
 
 
 @router.post("")
-async def replace(request: Request, actor: Actor = Depends(web_actor)):
+async def replace(request: Request, engine: EngineDep, bus: BusDep, actor: Actor = Depends(web_actor)):
     allowed(request, Role.admin)
     text = (await request.form()).get("terms", "")
     try:
-        await api.put_taxonomy(api.TaxonomyIn(terms=parse_terms(text)), request, actor)
-    except (ValidationError, HTTPException) as exc:
-        return await page(request, actor, getattr(exc, "status_code", 422), text, errors=problems(exc))
-    except ValueError as exc:
-        return await page(request, actor, 422, text, errors=[str(exc)])
+        await replace_taxonomy(engine, bus, TaxonomyIn(terms=parse_terms(text)).terms, actor)
+    except REFUSALS as exc:
+        code, reasons = refusal(exc)
+        return await page(request, actor, code, text, errors=reasons)
     return RedirectResponse(f"{site_of(request).prefix}/taxonomy", status_code=303)
