@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.feed import handlers, reporting, web
+from services.feed import handlers, web
 from services.feed.api import messages, staff, taxonomy
 from services.feed.api.deps import ANSWERS, staff_authenticator
 from services.feed.scheduler import Scheduler
@@ -24,10 +24,7 @@ def create_app(settings: FeedSettings | None = None) -> FastAPI:
     engine = make_engine(settings.database_url)
     bus = Bus.for_service(settings)
     handlers.register(bus, engine)
-    scheduler = Scheduler(engine, bus, settings.scheduler_seconds,
-                          reach=lambda session, m: reporting.report(session, m, settings.k_anonymity,
-                                                                    settings.reach_settle_seconds),
-                          reach_seconds=settings.reach_refresh_seconds)
+    scheduler = Scheduler(engine, bus, settings)
 
     app = create_service_app(
         settings=settings,

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import Engine
@@ -15,9 +14,11 @@ from sqlmodel import Session, select
 
 from services.feed.domain import State
 from services.feed.errors import NotFound, TransitionError, Unavailable
+from services.feed.settings import FeedSettings
 from services.feed.store import Message
 from services.feed.usecases import taxonomy
 from services.feed.usecases.publish import release
+from services.feed.usecases.read_messages import take_figures
 from services.feed.usecases.withdraw import expire
 from shared.messaging import Bus
 from shared.db import in_session
@@ -36,25 +37,18 @@ def _ids(engine: Engine, state_in: tuple[State, ...], column, now: datetime):
     return in_session(engine, query)
 
 
-# Messages whose figures the scheduler keeps taking: the live ones, and for a
-# day after they stop, while the last results (dropped jobs) come in.
-REACH_AFTERLIFE = timedelta(days=1)
-
-
 class Scheduler:
     """Publishes messages at their embargo and withdraws them at their
     expiry, from what the database says: nothing is kept in memory, so a
     restart (or another replica) picks up where it stopped.
 
-    With ``reach`` (the staff report of one message, reporting.report bound
-    to the settings), it also takes each live message's figures every
-    ``reach_seconds``: the reach timeline is the history of what was shown,
-    and would otherwise have points only when someone happened to look."""
+    It also takes each live message's figures every
+    ``reach_refresh_seconds``: the reach timeline is the history of what was
+    shown, and would otherwise have points only when someone happened to look."""
 
-    def __init__(self, engine: Engine, bus: Bus, interval: float,
-                 reach: Callable[[Session, Message], object] | None = None, reach_seconds: float = 30.0) -> None:
-        self.engine, self.bus, self.interval = engine, bus, interval
-        self.reach, self.reach_seconds, self.reach_taken = reach, reach_seconds, float("-inf")
+    def __init__(self, engine: Engine, bus: Bus, settings: FeedSettings) -> None:
+        self.engine, self.bus, self.settings = engine, bus, settings
+        self.interval, self.reach_taken = settings.scheduler_seconds, float("-inf")
         self.task: asyncio.Task | None = None
         self.announce_pending = True  # the stored taxonomy, once per start
 
@@ -69,19 +63,9 @@ class Scheduler:
             await self._one(expire(self.engine, self.bus, message_id), message_id)
         for message_id in await _ids(self.engine, (State.scheduled,), Message.publish_at, now):
             await self._one(release(self.engine, self.bus, message_id), message_id)
-        if self.reach is not None and time.monotonic() - self.reach_taken >= self.reach_seconds:
+        if time.monotonic() - self.reach_taken >= self.settings.reach_refresh_seconds:
             self.reach_taken = time.monotonic()
-            await in_session(self.engine, lambda session: self._take_reach(session, now))
-
-    def _take_reach(self, session: Session, now: datetime) -> None:
-        since = now - REACH_AFTERLIFE
-        for message in list(session.exec(select(Message).where(
-                (Message.state == State.published.value) | (Message.withdrawn_at >= since)))):
-            try:
-                self.reach(session, message)
-            except Exception as exc:  # one message's figures must not stop the others'
-                session.rollback()
-                log.error("reach.refresh_failed", message_id=message.id, error=type(exc).__name__)
+            await take_figures(self.engine, self.settings, now)
 
     async def _one(self, work, message_id: str) -> None:
         try:

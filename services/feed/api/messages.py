@@ -98,14 +98,16 @@ async def post_approve(message_id: str, engine: EngineDep, settings: SettingsDep
     return await read_message(engine, settings, message_id)
 
 
-@router.post("/{message_id}/publish", name="publish_approved", summary="Publish an approved message (publisher): now, or at its publish_at")
+@router.post("/{message_id}/publish", name="publish_approved",
+             summary="Publish an approved message (publisher): now, or at its publish_at")
 async def post_publish(message_id: str, engine: EngineDep, bus: BusDep, settings: SettingsDep,
                        actor: Publisher) -> MessageOut:
     await publish_approved(engine, bus, message_id, actor)
     return await read_message(engine, settings, message_id)
 
 
-@router.post("/{message_id}/withdraw", name="withdraw_message", summary="Withdraw a message (publisher): it leaves every inbox")
+@router.post("/{message_id}/withdraw", name="withdraw_message",
+             summary="Withdraw a message (publisher): it leaves every inbox")
 async def post_withdraw(message_id: str, engine: EngineDep, bus: BusDep, settings: SettingsDep,
                         actor: Publisher) -> MessageOut:
     await withdraw(engine, bus, message_id, actor)

@@ -4,7 +4,9 @@ fresher one), which is why reading is a use case with its transaction."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+
+import structlog
 
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
@@ -19,6 +21,13 @@ from services.feed.store import Message
 from services.feed.usecases.moves import load as stored_message  # noqa: F401 (the console's edit form reads it)
 from shared.db import in_session
 from shared.events import Variants
+
+
+log = structlog.get_logger(__name__)
+
+# Messages whose figures the scheduler keeps taking: the live ones, and for a
+# day after they stop, while the last results (dropped jobs) come in.
+REACH_AFTERLIFE = timedelta(days=1)
 
 
 class MessageOut(BaseModel):
@@ -102,3 +111,20 @@ async def list_messages(engine: Engine, settings: FeedSettings, *, limit: int,
         return [view(session, m, settings, listed=True) for m in rows]
 
     return await in_session(engine, load)
+
+
+async def take_figures(engine: Engine, settings: FeedSettings, now: datetime) -> None:
+    """The scheduler reads every live message's figures, as staff would:
+    the timeline gets its points whether or not someone looks."""
+
+    def take(session: Session) -> None:
+        since = now - REACH_AFTERLIFE
+        for message in list(session.exec(select(Message).where(
+                (Message.state == State.published.value) | (Message.withdrawn_at >= since)))):
+            try:
+                staff_figures(session, message, settings)
+            except Exception as exc:  # one message's figures must not stop the others'
+                session.rollback()
+                log.error("reach.refresh_failed", message_id=message.id, error=type(exc).__name__)
+
+    await in_session(engine, take)
