@@ -32,11 +32,11 @@ from services.dispatch.settings import EmailDispatchSettings
 from services.dispatch.own_smtp import OwnAccounts
 from services.dispatch.smtp import SmtpPool
 from services.dispatch.withdrawals import WithdrawnMessages
-from shared.bus import Bus, Replay, redelivery_delay
+from shared.messaging import Bus, Replay, redelivery_delay
 from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, SUPPRESSION_ADDED
-from shared.egress import REASON as EGRESS_REFUSED
 from shared.egress import EgressPolicy, EgressRefused
 from shared.events import Channel, DeadLetter, DeliveryStatus, DispatchResult, EmailJob, OpenedEmailJob, Suppressed
+from shared.outcomes import OutcomeKind
 from shared.sealed import SealError, TransitSealer, open_email
 
 log = structlog.get_logger(__name__)
@@ -106,7 +106,7 @@ class EmailDispatcher:
         self.from_address = str(settings.from_address)
         self.consumer_max_deliver = settings.max_deliver + DELIVERY_HEADROOM
         # FastStream's per-message path was a fifth of the CPU per email: this
-        # hot subject is pulled by nats-py directly (shared/pull_consumer.py).
+        # hot subject is pulled by nats-py directly (shared/messaging/pull_consumer.py).
         self.consumer = bus.pull_consumer(
             EMAIL_JOB, self.handle, durable="dispatch-email", max_deliver=self.consumer_max_deliver,
             ack_wait=settings.ack_wait,
@@ -136,10 +136,13 @@ class EmailDispatcher:
 
     # -- one job -----------------------------------------------------------------
 
-    async def report(self, job: EmailJob | OpenedEmailJob, status: DeliveryStatus, reason: str | None = None) -> None:
+    async def report(self, job: EmailJob | OpenedEmailJob, outcome: OutcomeKind, reason: str | None = None) -> None:
+        """``reason`` is the detail for people; ``outcome`` what readers count."""
+        delivered = outcome is OutcomeKind.delivered
         result = DispatchResult(
-            job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
-            volunteer_id=job.volunteer_id, channel=Channel.email, status=status, reason=reason,
+            job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id, volunteer_id=job.volunteer_id,
+            channel=Channel.email, status=DeliveryStatus.delivered if delivered else DeliveryStatus.failed,
+            reason=None if delivered else reason or outcome.value, outcome=outcome,
         )
         await self.bus.publish_fast(EMAIL_RESULT, result, msg_id=f"{job.job_id}:result")
 
@@ -160,11 +163,11 @@ class EmailDispatcher:
 
     async def handle(self, job: EmailJob, msg) -> None:
         await self.suppressed.replay.caught_up.wait()
-        for skip, applies in (("suppressed", job.recipient_hash in self.suppressed),
-                              ("withdrawn", await self.withdrawn.contains(job.message_id))):
+        for skip, applies in ((OutcomeKind.suppressed, job.recipient_hash in self.suppressed),
+                              (OutcomeKind.withdrawn, await self.withdrawn.contains(job.message_id))):
             if applies:
                 OUTCOME[skip].inc()
-                await self.report(job, DeliveryStatus.failed, skip)
+                await self.report(job, skip)
                 return
         try:
             opened = open_email(job, self.sealer)
@@ -173,7 +176,7 @@ class EmailDispatcher:
             # open later); the log names the job, never what it may hold
             OUTCOME["unreadable"].inc()
             log.warning("email.job_unreadable", job_id=job.job_id)
-            await self.report(job, DeliveryStatus.failed, "unreadable")
+            await self.report(job, OutcomeKind.unreadable)
             return
         if job.job_id in self.in_flight:
             await msg.nak(delay=self.settings.ack_wait)
@@ -187,12 +190,12 @@ class EmailDispatcher:
     async def deliver(self, job: OpenedEmailJob, msg) -> None:
         if await self.ledger.was_sent(job.job_id):
             OUTCOME["already_sent"].inc()
-            await self.report(job, DeliveryStatus.delivered)
+            await self.report(job, OutcomeKind.delivered)
             return
         if await self.wait_for_turn(job, msg):
             return
         await self.limits.global_turn()
-        outcome, code, reason = await self.send(job)
+        outcome, code, reason, kind = await self.send(job)
         if outcome is Outcome.delivered:
             self.limits.throttle.succeeded()
             OUTCOME["delivered"].inc()
@@ -200,11 +203,11 @@ class EmailDispatcher:
             if self.sent_since_prune >= PRUNE_EVERY:  # a long-lived replica's ledger stays bounded
                 self.sent_since_prune = 0
                 await self.ledger.prune(self.settings.ledger_retention_days)
-            await self.report(job, DeliveryStatus.delivered)
+            await self.report(job, OutcomeKind.delivered)
             return
         if outcome is Outcome.failed:
             OUTCOME["failed"].inc()
-            await self.report(job, DeliveryStatus.failed, reason)
+            await self.report(job, kind, reason)
             return
         await self.retry_or_bury(job, msg, code, reason)
 
@@ -227,26 +230,28 @@ class EmailDispatcher:
         await msg.nak(delay=wait)
         return True
 
-    async def send(self, job: OpenedEmailJob) -> tuple[Outcome, int | None, str | None]:
+    async def send(self, job: OpenedEmailJob) -> tuple[Outcome, int | None, str | None, OutcomeKind]:
+        """What the attempt did, its SMTP code, the detail for people, and
+        the kind a failure reports (``delivered`` otherwise)."""
         try:
             pool, sender, data = await self.route(job)
         except UnsafeHeader as exc:  # a value no header can hold: no retry makes it one (the header named, not the value)
             log.warning("email.unsafe_header", job_id=job.job_id, header=exc.header)
-            return Outcome.failed, None, "unsafe_header"
+            return Outcome.failed, None, None, OutcomeKind.unsafe_header
         try:
             await pool.send(
                 sender, str(job.recipient_email), data,
                 accepted=lambda: self.ledger.record_sent(job.job_id, job.volunteer_id, job.recipient_hash))
-            return Outcome.delivered, 250, None
+            return Outcome.delivered, 250, None, OutcomeKind.delivered
         except aiosmtplib.SMTPRecipientsRefused as exc:  # not an SMTPResponseException
             code = exc.recipients[0].code if exc.recipients else 550
-            return classify_smtp_code(code), code, f"smtp {code}"
         except aiosmtplib.SMTPResponseException as exc:
-            return classify_smtp_code(exc.code), exc.code, f"smtp {exc.code}"
+            code = exc.code
         except EgressRefused:  # the volunteer's server is not a public address: no retry makes it one
-            return Outcome.failed, None, EGRESS_REFUSED
+            return Outcome.failed, None, None, OutcomeKind.egress_refused
         except (aiosmtplib.SMTPException, OSError) as exc:
-            return Outcome.retry, None, type(exc).__name__
+            return Outcome.retry, None, type(exc).__name__, OutcomeKind.failed_after_retries
+        return classify_smtp_code(code), code, f"smtp {code}", OutcomeKind.refused
 
     async def retry_or_bury(self, job: OpenedEmailJob, msg, code: int | None, reason: str | None) -> None:
         if job.smtp_account is None and (code is None or slows_down(code)):  # the relay's pace, not a volunteer's server
@@ -264,4 +269,4 @@ class EmailDispatcher:
                           volunteer_id=job.volunteer_id, channel=Channel.email,
                           reason=reason or "retries exhausted", attempts=failures)
         await self.bus.publish(EMAIL_DEAD, dead, msg_id=f"{job.job_id}:dead")
-        await self.report(job, DeliveryStatus.failed, f"retries exhausted ({reason})")
+        await self.report(job, OutcomeKind.failed_after_retries, f"retries exhausted ({reason})")

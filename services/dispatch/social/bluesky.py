@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import httpx
 
 from services.dispatch.social.domain import (
+    EGRESS_REFUSED,
     POSTED,
     REVOKED,
     Outcome,
@@ -42,7 +43,7 @@ from services.dispatch.social.domain import (
     record_key,
     retry_after,
 )
-from shared.egress import REASON, EgressRefused, require_pinned
+from shared.egress import EgressRefused, require_pinned
 from shared.events import Channel, SocialPostJob
 from shared.postlength import graphemes
 
@@ -144,7 +145,7 @@ class BlueskyPoster:
             self._sessions.pop(key, None)
             return REVOKED, None
         except EgressRefused:
-            return Outcome(Verdict.failed, REASON), None
+            return EGRESS_REFUSED, None
 
     async def _create(self, service: str, session: Session, rkey: str, job: SocialPostJob) -> httpx.Response:
         return await self.http.post(

@@ -11,10 +11,12 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 
+from shared.egress import REASON as EGRESS_REASON
+from shared.outcomes import OutcomeKind
 from shared.postlength import clip_graphemes, graphemes, links_in, short_post
 
 ELLIPSIS = "…"
-TOKEN_REVOKED = "token_revoked"  # the reason the volunteer's history shows: reconnect the account
+TOKEN_REVOKED = OutcomeKind.token_revoked.value  # the reason the volunteer's history shows: reconnect the account
 DEFAULT_RETRY_SECONDS = 60.0  # a 429 that says nothing about when: wait a minute
 
 
@@ -30,10 +32,19 @@ class Outcome:
     verdict: Verdict
     reason: str | None = None
     retry_after: float | None = None  # seconds, when the network said
+    failure: OutcomeKind = OutcomeKind.rejected  # what a ``failed`` verdict reports
+
+    @property
+    def kind(self) -> OutcomeKind:
+        """What the job's result says became of it (a retry verdict here is
+        one the attempts ran out on)."""
+        return {Verdict.posted: OutcomeKind.delivered, Verdict.revoked: OutcomeKind.token_revoked,
+                Verdict.retry: OutcomeKind.failed_after_retries}.get(self.verdict, self.failure)
 
 
 POSTED = Outcome(Verdict.posted)
 REVOKED = Outcome(Verdict.revoked, TOKEN_REVOKED)
+EGRESS_REFUSED = Outcome(Verdict.failed, EGRESS_REASON, failure=OutcomeKind.egress_refused)
 
 
 # -- the post --------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ import time
 
 import httpx
 
-from services.dispatch.social.domain import Outcome, Verdict, Window, classify, fit, retry_after
-from shared.egress import REASON, EgressRefused, require_pinned
+from services.dispatch.social.domain import EGRESS_REFUSED, Outcome, Verdict, Window, classify, fit, retry_after
+from shared.egress import EgressRefused, require_pinned
 from shared.events import Channel, SocialPostJob
 from shared.postlength import mastodon_length
 
@@ -58,7 +58,7 @@ class MastodonPoster:
                 headers={"Authorization": f"Bearer {creds['access_token']}", "Idempotency-Key": job.job_id},
             )
         except EgressRefused:
-            return Outcome(Verdict.failed, REASON), None
+            return EGRESS_REFUSED, None
         now = time.time()
         window = Window.read(r.headers, "x-ratelimit-remaining", "x-ratelimit-reset", now)
         outcome = classify(r.status_code)

@@ -26,9 +26,10 @@ from prometheus_client import Counter
 from services.dispatch.social.domain import Outcome, Throttle, Verdict, Window
 from services.dispatch.social.settings import SocialDispatchSettings
 from services.dispatch.withdrawals import WithdrawnMessages
-from shared.bus import Bus, redelivery_delay
+from shared.messaging import Bus, redelivery_delay
 from shared.catalogue import SubjectSpec
 from shared.events import Channel, DeliveryStatus, DispatchResult, SocialPostJob
+from shared.outcomes import OutcomeKind
 from shared.sealed import SealError, TransitSealer, open_credentials
 
 log = structlog.get_logger(__name__)
@@ -63,20 +64,23 @@ class SocialDispatcher:
         async def post(job: SocialPostJob, msg) -> None:
             await self.handle(job, msg)
 
-    async def report(self, job: SocialPostJob, status: DeliveryStatus, reason: str | None) -> None:
+    async def report(self, job: SocialPostJob, outcome: Outcome) -> None:
+        posted = outcome.verdict is Verdict.posted
         result = DispatchResult(job_id=job.job_id, relay_id=job.relay_id, message_id=job.message_id,
-                                volunteer_id=job.volunteer_id, channel=self.network, status=status, reason=reason)
+                                volunteer_id=job.volunteer_id, channel=self.network,
+                                status=DeliveryStatus.delivered if posted else DeliveryStatus.failed,
+                                reason=None if posted else outcome.reason, outcome=outcome.kind)
         await self.bus.publish(self.results, result, msg_id=f"{job.job_id}:result")
 
     async def handle(self, job: SocialPostJob, msg) -> None:
         attempt = msg.raw_message.metadata.num_delivered or 1
         account = job.volunteer_id
         if await self.withdrawn.contains(job.message_id):
-            return await self.finish(job, Outcome(Verdict.failed, "withdrawn"))
+            return await self.finish(job, Outcome(Verdict.failed, "withdrawn", failure=OutcomeKind.withdrawn))
         try:
             creds = open_credentials(job, self.sealer)
         except SealError:  # terminated with a result, never retried: no key change makes it open later
-            return await self.finish(job, Outcome(Verdict.failed, "credentials_unreadable"))
+            return await self.finish(job, Outcome(Verdict.failed, "credentials_unreadable", failure=OutcomeKind.unreadable))
         wait = self.throttle.wait(account, time.time())
         if wait > 0:
             POSTS.labels(self.network.value, "paused").inc()
@@ -85,7 +89,8 @@ class SocialDispatcher:
         try:
             outcome, window = await self.poster.post(job, creds, retried=attempt > 1)
         except KeyError:
-            outcome, window = Outcome(Verdict.failed, "credentials_incomplete"), None
+            outcome, window = Outcome(Verdict.failed, "credentials_incomplete",
+                                     failure=OutcomeKind.credentials_incomplete), None
         except (httpx.HTTPError, ValueError) as exc:  # network trouble, or an answer that is not JSON
             outcome, window = Outcome(Verdict.retry, type(exc).__name__), None
         self.throttle.observe(account, window)
@@ -106,5 +111,4 @@ class SocialDispatcher:
         POSTS.labels(self.network.value, outcome.verdict.value).inc()
         if not posted:
             log.info("social.failed", network=self.network.value, job_id=job.job_id, reason=outcome.reason)
-        await self.report(job, DeliveryStatus.delivered if posted else DeliveryStatus.failed,
-                          None if posted else outcome.reason)
+        await self.report(job, outcome)

@@ -15,8 +15,8 @@ import time
 
 import httpx
 
-from services.dispatch.social.domain import POSTED, Outcome, Verdict, Window, classify, fit, retry_after
-from shared.egress import REASON, EgressRefused, require_pinned
+from services.dispatch.social.domain import EGRESS_REFUSED, POSTED, Outcome, Verdict, Window, classify, fit, retry_after
+from shared.egress import EgressRefused, require_pinned
 from shared.events import Channel, SocialPostJob
 from shared.postlength import x_length
 
@@ -46,7 +46,7 @@ class XPoster:
                 headers={"Authorization": f"Bearer {creds['access_token']}"},
             )
         except EgressRefused:  # its name now resolves to an address the policy refuses
-            return Outcome(Verdict.failed, REASON), None
+            return EGRESS_REFUSED, None
         now = time.time()
         window = Window.read(r.headers, "x-rate-limit-remaining", "x-rate-limit-reset", now)
         if r.status_code == 403 and _duplicate(r):  # our own earlier try went through; else the volunteer's
