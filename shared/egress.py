@@ -39,7 +39,9 @@ import httpcore
 import httpx
 from prometheus_client import Counter
 
-REASON = "egress_refused"  # the typed failure a job reports when its address fails the policy
+from shared.outcomes import OutcomeKind
+
+REASON = OutcomeKind.egress_refused.value  # the failure a job reports when its address fails the policy
 DEFAULT_PORTS = {"https": 443, "http": 80}
 RESOLVE_TIMEOUT = 5.0
 

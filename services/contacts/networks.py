@@ -35,6 +35,7 @@ from services.contacts.book import Book
 from services.contacts.store import NetworkAccount
 from shared.egress import EgressPolicy, EgressRefused, Origin, origin_text
 from shared.events import Channel, utcnow
+from shared.outcomes import OutcomeKind
 from shared.smtp_identity import SmtpIdentity
 from shared.text import HeaderText
 
@@ -124,7 +125,7 @@ async def refused_addresses(creds: _Credentials, policy: EgressPolicy) -> list[d
             await policy.check_input(found.host, found.port)
         except EgressRefused as exc:  # the message names the rule, never a resolved address
             details.append({"loc": ["body", tls_field if exc.rule == "scheme" else field],
-                            "msg": str(exc), "type": "egress_refused"})
+                            "msg": str(exc), "type": OutcomeKind.egress_refused.value})
 
     for name in ("instance_url", "service_url"):
         if url := getattr(creds, name, None):
@@ -159,7 +160,7 @@ def status_of(book: Book, row: NetworkAccount | None, network: Channel) -> Netwo
     shown = ({"host": opened["credentials"]["host"], "from_address": opened["credentials"]["from_address"]}
              if network == Channel.email else {})  # never the username or the password
     return NetworkStatus(network=network, connected=row.revoked_at is None, handle=opened["handle"],
-                         since=row.connected_at, problem="token_revoked" if row.revoked_at else None, **shown)
+                         since=row.connected_at, problem=OutcomeKind.token_revoked.value if row.revoked_at else None, **shown)
 
 
 def account(session: Session, volunteer_id: str, network: Channel) -> NetworkAccount | None:
