@@ -18,7 +18,7 @@ from services.feed.errors import NotFound
 from services.feed.reporting import displayed, report
 from services.feed.settings import FeedSettings
 from services.feed.store import Message
-from services.feed.usecases.moves import load as stored_message  # noqa: F401 (the console's edit form reads it)
+from services.feed.usecases.moves import load
 from shared.db import in_session
 from shared.events import Variants
 
@@ -89,6 +89,11 @@ async def _one(engine: Engine, message_id: str, read):
     if found is None:
         raise NotFound("message")
     return found
+
+
+async def stored_message(engine: Engine, message_id: str) -> Message:
+    """The message as stored: what the console's edit form starts from."""
+    return await load(engine, message_id)
 
 
 async def read_message(engine: Engine, settings: FeedSettings, message_id: str) -> MessageOut:
