@@ -352,3 +352,20 @@ async def test_a_replay_of_one_subject_is_caught_up_when_its_stream_holds_only_o
     await replay.prepare()
     assert replay.caught_up.is_set() and seen == []
     await dispatcher.stop()
+
+
+def test_the_messaging_modules_import_one_way():
+    """No circle: settle <- pull_consumer <- bus; replay and fake above them
+    (replay names the buses for type checks only)."""
+    import re
+    from pathlib import Path
+
+    import shared.messaging
+
+    order = ["settle", "pull_consumer", "bus", "replay", "fake"]
+    package = Path(shared.messaging.__file__).parent
+    assert sorted(p.stem for p in package.glob("*.py") if p.stem != "__init__") == sorted(order)
+    for i, name in enumerate(order):
+        text = (package / f"{name}.py").read_text()
+        imported = set(re.findall(r"^from shared\.messaging\.(\w+) import", text, re.M))
+        assert imported <= set(order[:i]), f"{name} imports {imported - set(order[:i])}"
