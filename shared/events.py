@@ -301,6 +301,10 @@ class OpenedEmailJob(_EmailRouting, EmailJobContent):
     """An email job with its content: what contacts builds before sealing
     and what dispatch-email renders after opening. Never published."""
 
+    # Said here, not left to how pydantic merges its bases' configs: what
+    # comes out of the seal carries nothing unexpected (a security boundary).
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
     def content(self) -> EmailJobContent:
         return EmailJobContent.model_construct(**{name: getattr(self, name) for name in EmailJobContent.model_fields})
 

@@ -8,6 +8,7 @@ before validation."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from types import SimpleNamespace
@@ -412,3 +413,22 @@ async def test_the_bus_upcasts_before_validating():
     assert msg.settled == "ack" and [(g.given, g.family) for g in seen] == [("Camille", "Dupont")]
     [bad] = await bus.deliver(GREETINGS, b'{"schema_version": 1, "name": ')  # not JSON: terminated as ever
     assert bad.settled == "term" and len(seen) == 1
+
+
+def test_the_sealed_content_of_an_email_job_stays_strict():
+    """Unknown fields are ignored on events, never inside the seal."""
+    from pydantic import ValidationError
+
+    from shared.sealed import open_email, seal_email
+    from shared.events import OpenedEmailJob
+    from tests.transit_keys import EMAIL_SEALER
+
+    opened = OpenedEmailJob(job_id="j-1", relay_id="r-1", message_id="m-1", volunteer_id="vol-1", recipient_hash=HASH,
+                            sender_name="Camille", reply_to="camille@exemple.fr", recipient_name="Léa",
+                            recipient_email="lea@exemple.fr", subject="Écoles", body_text="Texte",
+                            unsubscribe_url="https://campagne.example/u/x")
+    job = seal_email(opened, EMAIL_SEALER)
+    assert read_event(EmailJob, json.dumps(v2(job))) == job  # the clear envelope tolerates a newer producer
+    assert open_email(job, EMAIL_SEALER) == opened
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        OpenedEmailJob.model_validate({**opened.model_dump(), "bcc": "someone@exemple.fr"})
