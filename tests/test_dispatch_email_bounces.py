@@ -1,24 +1,37 @@
 """Bounces: delivery status notifications (RFC 3464) read by the email
 dispatcher's authenticated endpoint; hard bounces become
-``dispatch.email.bounces`` events (job id, address hash: no address)."""
+``dispatch.email.bounces`` events (job id, address hash: no address);
+contacts marks the job bounced in the volunteer's history and tells feed,
+whose staff figures move the email from reached to bounced."""
 
 from __future__ import annotations
 
 import asyncio
+import time
 from email.message import EmailMessage
 from email.mime.multipart import MIMEMultipart
 
 import nats
 import pytest
 from fastapi.testclient import TestClient
+from sqlmodel import Session
 
+from services.contacts.app import create_app as contacts_app
+from services.contacts.store import Relay, SentItem, Volunteer
+from services.contacts.web.history import load as history
 from services.dispatch.app import create_email_app
 from services.dispatch.dsn import NotADsn, read_dsn
 from services.dispatch.email_domain import compose
 from services.dispatch.ledger import open_ledger
-from shared.catalogue import DISPATCH_BOUNCES_STREAM, EMAIL_BOUNCE
-from shared.events import BounceReported
+from services.feed.store import message_facts
+from shared.catalogue import DISPATCH_BOUNCES_STREAM, EMAIL_BOUNCE, EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
+from shared.db import make_engine
+from shared.events import BounceReported, Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
+from shared.outcomes import OutcomeKind
+from tests.apps import contacts_settings
 from tests.test_dispatch_email import FROM, LIST_ID, job, settings
+from tests.test_feed_helpers import ADMIN, message, publish_raw, running_feed
+from tests.waiting import poll
 
 TOKEN = "bounce-token-0123456789abcdef"
 
@@ -141,3 +154,73 @@ def test_without_a_configured_token_nobody_may_post_bounces(nats_url, tmp_path):
         for token in ("", "None", "null"):
             r = client.post("/bounces", content=b"x", headers={"Authorization": f"Bearer {token}"})
             assert r.status_code == 401
+
+
+# -- a bounce after delivery, to staff and to the volunteer ---------------------------------------------------
+
+K = 5  # feed's default k
+SETTLE = 0.3
+
+
+def test_an_email_delivered_then_bounced_reads_bounced_to_staff_and_in_the_volunteers_history(nats_url, tmp_path):
+    """Ten volunteers' emails delivered; then five of them bounce (as the
+    bounce endpoint publishes them). Staff's figures move the five from
+    reached to bounced, as each volunteer's history shows them."""
+    volunteers = [f"vol{n}" for n in range(2 * K)]
+    contacts_db, feed_db = f"sqlite:///{tmp_path / 'contacts.db'}", f"sqlite:///{tmp_path / 'feed.db'}"
+    with running_feed(nats_url, feed_db, reach_settle_seconds=SETTLE) as feed, \
+            TestClient(contacts_app(contacts_settings(nats_url, contacts_db))):
+        made = feed.post("/messages", headers=ADMIN, json=message())
+        assert made.status_code == 201, made.text
+        mid = made.json()["id"]
+        engine = make_engine(contacts_db)
+        with Session(engine) as s:  # what the volunteers' relays left in contacts
+            s.add_all(Volunteer(id=v, display_name=v, email=f"{v}@benevoles.example") for v in volunteers)
+            s.commit()
+            for v in volunteers:
+                s.add(Relay(id=f"r-{v}", suggestion_id=f"s-{v}", volunteer_id=v, message_id=mid, emails_queued=1))
+                s.add(SentItem(job_id=f"j-{v}", relay_id=f"r-{v}", message_id=mid, channel="email", status="queued"))
+            s.commit()
+
+        feed_engine = make_engine(feed_db)
+
+        def counted() -> list[OutcomeKind]:
+            """The test's own look at feed's facts: staff read only once all
+            are in, or a figure shown midway waits for k more changes."""
+            with Session(feed_engine) as s:
+                return sorted(kind for _, _, kind, _, n, _ in message_facts(s, mid, utcnow()).deliveries
+                              for _ in range(n))
+
+        def reach() -> tuple:
+            email = feed.get(f"/messages/{mid}/reach", headers=ADMIN).json()["channels"]["email"]
+            return email["reached"]["value"], email["bounced"]["value"]
+
+        def lines() -> dict[str, dict]:
+            with Session(engine) as s:
+                return {v: {line: n for line, n in history(s, v)[0].counts.items() if n} for v in volunteers}
+
+        publish_raw(nats_url, [item for v in volunteers for item in (
+            (SUGGESTION_MADE.subject(v), f"s-{v}", Suggestion(
+                suggestion_id=f"s-{v}", volunteer_id=v, message_id=mid, audience_size=1,
+                matched_interests=("education",))),
+            (RELAY_REQUESTED.subject(), f"r-{v}", RelayRequested(
+                relay_id=f"r-{v}", volunteer_id=v, message_id=mid, jobs_queued={Channel.email: 1})),
+            (EMAIL_RESULT.subject(), f"j-{v}:result", DispatchResult(
+                job_id=f"j-{v}", relay_id=f"r-{v}", message_id=mid, volunteer_id=v, channel=Channel.email,
+                status=DeliveryStatus.delivered)),
+        )])
+        poll(counted, lambda c: c == [OutcomeKind.delivered] * 2 * K, timeout=30, what="ten results counted")
+        time.sleep(SETTLE + 0.2)
+        assert reach() == (2 * K, None)
+        poll(lines, lambda h: all(c == {"delivered": 1} for c in h.values()), what="histories delivered")
+
+        bounced = volunteers[:K]
+        publish_raw(nats_url, [(EMAIL_BOUNCE.subject(), f"j-{v}:bounce", BounceReported(
+            job_id=f"j-{v}", address_hash="ab" * 32, status="5.1.1")) for v in bounced])
+        poll(counted, lambda c: c.count(OutcomeKind.bounced) == K, timeout=30, what="five bounces counted")
+        time.sleep(SETTLE + 0.2)
+        assert reach() == (K, K)
+        history_now = poll(lines, lambda h: all(h[v] == {"bounced": 1} for v in bounced), what="histories bounced")
+        assert all(history_now[v] == {"delivered": 1} for v in volunteers[K:])
+        engine.dispose()
+        feed_engine.dispose()
