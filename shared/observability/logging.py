@@ -53,6 +53,15 @@ def configure_logging(service: str, fmt: str = "console", level: str = "INFO") -
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # A server started in the same process earlier (uvicorn.Config sets up
+    # its own handlers, levels and propagate=False) would otherwise keep its
+    # records away from this formatter, and so from the PII redaction.
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.asgi"):
+        own = logging.getLogger(name)
+        own.handlers[:], own.propagate = [], True
+        own.setLevel(logging.NOTSET)
     for noisy in ("uvicorn.access",):
+        logging.getLogger(noisy).handlers[:] = []
+        logging.getLogger(noisy).propagate = True
         logging.getLogger(noisy).setLevel(logging.WARNING)
     structlog.contextvars.bind_contextvars(service=service)
