@@ -141,51 +141,50 @@ def test_emails_delivered_then_bounced_move_from_reached_to_bounced_once_k_volun
     assert (email.reached.value, email.bounced.value) == (2, 5)
 
 
-def test_feed_records_a_bounce_over_the_delivery_and_reads_it_as_it_stood_at_each_cut(tmp_path):
+@pytest.fixture
+def in_feed(tmp_path):
+    """Runs a function in a session of its own, as each handler does."""
     engine = make_engine(f"sqlite:///{tmp_path / 'feed.db'}")
     create_schema(engine)
 
-    def fact(kind: OutcomeKind) -> DeliveryFact:
-        return DeliveryFact(job_id="job-1", message_id="m1", volunteer_id="vol-1", channel="email",
-                            status="delivered" if kind is OutcomeKind.delivered else "failed", outcome=kind.value)
+    def run(fn):
+        with Session(engine) as s:
+            return fn(s)
 
-    with Session(engine) as s:
-        assert revise_delivery(s, fact(OutcomeKind.delivered))
-        before_bounce = utcnow()
-        assert revise_delivery(s, fact(OutcomeKind.bounced))
-        assert not revise_delivery(s, fact(OutcomeKind.bounced))  # redelivered: nothing changes
-        assert not add_once(s, fact(OutcomeKind.delivered))  # the result again: the bounce stays
-        [(_, _, kind, previous, n, _)] = message_facts(s, "m1", utcnow()).deliveries
-        assert (kind, previous, n) == (OutcomeKind.bounced, OutcomeKind.delivered, 1)
-        [(_, _, kind, previous, _, _)] = message_facts(s, "m1", before_bounce).deliveries
-        assert (kind, previous) == (OutcomeKind.delivered, None)
-        # and the report's cache key sees the change, though no count moved
-        assert facts_fingerprint(s, "m1", before_bounce) != facts_fingerprint(s, "m1", utcnow())
+    yield run
     engine.dispose()
 
 
-def test_a_bounce_that_arrives_before_the_delivery_result_stays(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'feed.db'}")
-    create_schema(engine)
-    with Session(engine) as s:
-        bounced = DeliveryFact(job_id="job-1", message_id="m1", volunteer_id="vol-1", channel="email",
-                               status="failed", outcome=OutcomeKind.bounced.value)
-        assert revise_delivery(s, bounced)
-        late = DeliveryFact(job_id="job-1", message_id="m1", volunteer_id="vol-1", channel="email",
-                            status="delivered", outcome=OutcomeKind.delivered.value)
-        assert not add_once(s, late)
-        [(_, _, kind, previous, _, _)] = message_facts(s, "m1", utcnow()).deliveries
-        assert (kind, previous) == (OutcomeKind.bounced, None)
-    engine.dispose()
+def fact(kind: OutcomeKind) -> DeliveryFact:
+    return DeliveryFact(job_id="job-1", message_id="m1", volunteer_id="vol-1", channel="email",
+                        status="delivered" if kind is OutcomeKind.delivered else "failed", outcome=kind.value)
 
 
-def test_facts_stored_before_the_kind_count_as_their_status_and_reason_meant(tmp_path):
-    engine = make_engine(f"sqlite:///{tmp_path / 'feed.db'}")
-    create_schema(engine)
-    with Session(engine) as s:
-        add_once(s, *(DeliveryFact(job_id=f"job-{i}", message_id="m1", volunteer_id=f"vol-{i}", channel="email",
-                                   status="failed", reason=reason)
-                      for i, reason in enumerate(["smtp 550", "suppressed", "smtp 421"])))
-        kinds = sorted(kind for _, _, kind, _, _, _ in message_facts(s, "m1", utcnow()).deliveries)
-        assert kinds == sorted([OutcomeKind.refused, OutcomeKind.suppressed, OutcomeKind.failed])
-    engine.dispose()
+def test_feed_records_a_bounce_over_the_delivery_and_reads_it_as_it_stood_at_each_cut(in_feed):
+    assert in_feed(lambda s: revise_delivery(s, fact(OutcomeKind.delivered)))
+    before_bounce = utcnow()
+    assert in_feed(lambda s: revise_delivery(s, fact(OutcomeKind.bounced)))
+    assert not in_feed(lambda s: revise_delivery(s, fact(OutcomeKind.bounced)))  # redelivered: nothing changes
+    assert not in_feed(lambda s: add_once(s, fact(OutcomeKind.delivered)))  # the result again: the bounce stays
+    [(_, _, kind, previous, n, _)] = in_feed(lambda s: message_facts(s, "m1", utcnow()).deliveries)
+    assert (kind, previous, n) == (OutcomeKind.bounced, OutcomeKind.delivered, 1)
+    [(_, _, kind, previous, _, _)] = in_feed(lambda s: message_facts(s, "m1", before_bounce).deliveries)
+    assert (kind, previous) == (OutcomeKind.delivered, None)
+    # and the report's cache key sees the change, though no count moved
+    assert in_feed(lambda s: facts_fingerprint(s, "m1", before_bounce) != facts_fingerprint(s, "m1", utcnow()))
+
+
+def test_a_bounce_that_arrives_before_the_delivery_result_stays(in_feed):
+    assert in_feed(lambda s: revise_delivery(s, fact(OutcomeKind.bounced)))
+    assert not in_feed(lambda s: add_once(s, fact(OutcomeKind.delivered)))
+    [(_, _, kind, previous, _, _)] = in_feed(lambda s: message_facts(s, "m1", utcnow()).deliveries)
+    assert (kind, previous) == (OutcomeKind.bounced, None)
+
+
+def test_facts_stored_before_the_kind_count_as_their_status_and_reason_meant(in_feed):
+    in_feed(lambda s: add_once(s, *(
+        DeliveryFact(job_id=f"job-{i}", message_id="m1", volunteer_id=f"vol-{i}", channel="email",
+                     status="failed", reason=reason)
+        for i, reason in enumerate(["smtp 550", "suppressed", "smtp 421"]))))
+    kinds = sorted(kind for _, _, kind, _, _, _ in in_feed(lambda s: message_facts(s, "m1", utcnow()).deliveries))
+    assert kinds == sorted([OutcomeKind.refused, OutcomeKind.suppressed, OutcomeKind.failed])
