@@ -84,7 +84,7 @@ def _to_anywhere(*ports: int, public_only: bool = False) -> dict:
 
 def workloads() -> list[Workload]:
     from services.contacts.settings import ContactsSettings
-    from services.dispatch.settings import EmailDispatchSettings
+    from services.dispatch.email.settings import EmailDispatchSettings
     from services.dispatch.social.wiring import NETWORKS
     from services.feed.settings import FeedSettings
     from services.matcher.settings import MatcherSettings
