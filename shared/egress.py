@@ -44,6 +44,7 @@ from shared.outcomes import OutcomeKind
 REASON = OutcomeKind.egress_refused.value  # the failure a job reports when its address fails the policy
 DEFAULT_PORTS = {"https": 443, "http": 80}
 RESOLVE_TIMEOUT = 5.0
+POOL_LIMITS = httpx.Limits()  # httpx's own default, built once
 
 REFUSED = Counter("maillage_egress_refused_total",
                   "Connections to a volunteer-supplied address refused by the egress policy, by rule.", ["rule"])
@@ -326,7 +327,7 @@ class _PinnedBackend(httpcore.AsyncNetworkBackend):
 
 class PinnedTransport(httpx.AsyncHTTPTransport):
     def __init__(self, policy: EgressPolicy, *, verify: ssl.SSLContext | bool = True,
-                 limits: httpx.Limits = httpx.Limits()) -> None:
+                 limits: httpx.Limits = POOL_LIMITS) -> None:
         super().__init__(verify=verify, limits=limits)
         self.policy = policy
         # httpx builds its pool without a network backend parameter: the same

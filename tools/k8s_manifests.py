@@ -22,7 +22,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from pydantic import SecretStr
 
 from services.dispatch.__main__ import CHANNELS
 from shared.settings import ServiceSettings

@@ -256,7 +256,7 @@ class Stack:
                     code = proc.popen.wait(timeout)
                 except subprocess.TimeoutExpired:
                     proc.popen.kill()
-                    raise TimeoutError(f"{proc.name} did not finish in {timeout:.0f}s: see {self.logs / proc.name}.log")
+                    raise TimeoutError(f"{proc.name} did not finish in {timeout:.0f}s: see {self.logs / proc.name}.log") from None
                 if code != 0:
                     raise RuntimeError(f"{proc.name} failed ({code}): see {self.logs / proc.name}.log")
         self.wait_ready(timeout)

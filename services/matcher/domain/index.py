@@ -128,7 +128,7 @@ class _Entry:
             self.aud_k, self.aud_v = self.raw_k, self.raw_v
             unknown: Keys = ()
         else:
-            kept = [(k, v) for k, v in zip(self.raw_k, self.raw_v) if is_known_interest(k, taxonomy)]
+            kept = [(k, v) for k, v in zip(self.raw_k, self.raw_v, strict=True) if is_known_interest(k, taxonomy)]
             self.aud_k, self.aud_v = share(tuple(k for k, _ in kept)), tuple(v for _, v in kept)
             unknown = tuple(k for k in self.raw_k if not is_known_interest(k, taxonomy))
         self.reach = max(max(self.aud_v, default=0), sum(self.reg_v), sum(self.loc_v))
@@ -251,17 +251,17 @@ class ProfileIndex:
             entry = self._entries[vol]
             if wanted:
                 matched = tuple(k for k in entry.aud_k if k in wanted)
-                size = max(v for k, v in zip(entry.aud_k, entry.aud_v) if k in wanted)
+                size = max(v for k, v in zip(entry.aud_k, entry.aud_v, strict=True) if k in wanted)
             else:
                 matched = entry.aud_k  # sorted, and shared
                 size = entry.reach
             if regions:
                 in_regions = tuple(k for k in entry.reg_k if k in regions)
-                size = min(size, sum(v for k, v in zip(entry.reg_k, entry.reg_v) if k in regions))
+                size = min(size, sum(v for k, v in zip(entry.reg_k, entry.reg_v, strict=True) if k in regions))
             else:
                 in_regions = entry.reg_k  # sorted, and shared
             if locales:
-                size = min(size, sum(v for k, v in zip(entry.loc_k, entry.loc_v) if k in locales))
+                size = min(size, sum(v for k, v in zip(entry.loc_k, entry.loc_v, strict=True) if k in locales))
             matches.append(Match(vol, matched, size, in_regions))
         return matches
 
