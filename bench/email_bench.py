@@ -141,7 +141,7 @@ class Sink:
 async def raw_loop(sink: Sink, n: int, pool: int) -> float:
     """The baseline: ``pool`` persistent aiosmtplib connections, each
     sending its share of N ready-made messages one after the other."""
-    from services.dispatch.email_domain import compose, wire
+    from services.dispatch.email.domain.message import compose, wire
 
     messages = [(str(j.recipient_email), wire(compose(j, FROM, "relais.campagne.example"))) for j in jobs(n, "raw")]
     clients = [aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port) for _ in range(pool)]

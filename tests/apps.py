@@ -8,8 +8,8 @@ from fastapi import FastAPI
 
 from services.contacts.app import create_app as contacts_app
 from services.contacts.settings import ContactsSettings
-from services.dispatch.app import create_email_app
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email.app import create_email_app
+from services.dispatch.email.settings import EmailDispatchSettings
 from services.dispatch.social.app import create_social_app
 from services.dispatch.social.wiring import NETWORKS
 from services.feed.app import create_app as feed_app

@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 from pydantic import SecretStr
 
-from services.dispatch.own_smtp import OwnAccounts
+from services.dispatch.email.own_smtp import OwnAccounts
 from shared.egress import EgressPolicy
 from shared.smtp_identity import SmtpIdentity
 from tests.conftest import SmtpRecorder

@@ -36,7 +36,7 @@ def exported() -> set[str]:
     """What the services' processes register: importing their apps defines
     every module-level metric."""
     import services.contacts.app  # noqa: F401
-    import services.dispatch.app  # noqa: F401
+    import services.dispatch.email.app  # noqa: F401
     import services.dispatch.social.app  # noqa: F401
     import services.feed.app  # noqa: F401
     import services.matcher.app  # noqa: F401

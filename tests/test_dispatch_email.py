@@ -20,10 +20,10 @@ from pydantic import SecretStr
 from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
-from services.dispatch import email_worker
-from services.dispatch.email_domain import Outcome, classify_smtp_code, compose, first_name, wire
-from services.dispatch.settings import EmailDispatchSettings
-from services.dispatch.smtp import SmtpPool
+from services.dispatch.email import worker as email_worker
+from services.dispatch.email.domain.message import Outcome, classify_smtp_code, compose, first_name, wire
+from services.dispatch.email.settings import EmailDispatchSettings
+from services.dispatch.email.smtp import SmtpPool
 from shared.messaging import Bus
 from shared.catalogue import (
     CONTACTS,

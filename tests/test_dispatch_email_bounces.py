@@ -19,10 +19,10 @@ from sqlmodel import Session
 from services.contacts.app import create_app as contacts_app
 from services.contacts.store import Relay, SentItem, Volunteer
 from services.contacts.web.history import load as history
-from services.dispatch.app import create_email_app
-from services.dispatch.dsn import NotADsn, read_dsn
-from services.dispatch.email_domain import compose
-from services.dispatch.ledger import open_ledger
+from services.dispatch.email.app import create_email_app
+from services.dispatch.email.domain.dsn import NotADsn, read_dsn
+from services.dispatch.email.domain.message import compose
+from services.dispatch.email.ledger import open_ledger
 from services.feed.store import message_facts
 from shared.catalogue import DISPATCH_BOUNCES_STREAM, EMAIL_BOUNCE, EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import make_engine

@@ -19,12 +19,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jinja2.exceptions import SecurityError
 
-from services.dispatch.email_domain import compose
-from services.dispatch.email_limits import SendLimits
-from services.dispatch.email_render import Templates
-from services.dispatch.ledger import open_ledger
+from services.dispatch.email.domain.message import compose
+from services.dispatch.email.limits import SendLimits
+from services.dispatch.email.domain.render import Templates
+from services.dispatch.email.ledger import open_ledger
 from services.dispatch.rate_limit import Throttle, TokenBucket
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email.settings import EmailDispatchSettings
 from shared.catalogue import DISPATCH_DEAD_STREAM, EMAIL_DEAD, EMAIL_JOB
 from shared.events import DeadLetter, DeliveryStatus
 from tests.conftest import SmtpRecorder
@@ -348,8 +348,8 @@ async def test_the_pool_logs_in_with_the_configured_account():
 
     import aiosmtplib
 
-    from services.dispatch.email_domain import Outcome, classify_smtp_code, wire
-    from services.dispatch.smtp import SmtpPool
+    from services.dispatch.email.domain.message import Outcome, classify_smtp_code, wire
+    from services.dispatch.email.smtp import SmtpPool
     from tests.test_dispatch_email import plain
     from tools.stack import free_port
 

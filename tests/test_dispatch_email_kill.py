@@ -97,7 +97,7 @@ async def test_sigkill_mid_relay_loses_nothing_and_duplicates_at_most_the_jobs_i
           f"{len(recorder.envelopes)} in all, {duplicates} duplicate(s), bound {POOL}")
     assert not missing, f"{len(missing)} recipients never got their email"
     assert set(received) == expected
-    # The bound (see services/dispatch/ledger.py): a job whose 250 the
+    # The bound (see services/dispatch/email/ledger.py): a job whose 250 the
     # server sent but whose ledger row was not written yet when the process
     # died is sent again; at most one per pooled connection.
     assert duplicates <= POOL, received.most_common(POOL + 1)

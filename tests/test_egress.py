@@ -39,7 +39,7 @@ from services.contacts.app import create_app as create_contacts_app
 from services.contacts.book import open_book
 from services.contacts.networks import connected_credentials
 from services.contacts.store import Volunteer
-from services.dispatch.smtp import SmtpAccount, SmtpPool
+from services.dispatch.email.smtp import SmtpAccount, SmtpPool
 from services.dispatch.social.bluesky import BlueskyPoster
 from services.dispatch.social.domain import Verdict
 from services.dispatch.social.mastodon import MastodonPoster

@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from services.dispatch.dkim_signing import DkimSigner
-from services.dispatch.email_domain import UnsafeHeader, compose_bytes
-from services.dispatch.email_render import Templates
+from services.dispatch.email.dkim_signing import DkimSigner
+from services.dispatch.email.domain.message import UnsafeHeader, compose_bytes
+from services.dispatch.email.domain.render import Templates
 
 FROM = "relais@campagne.example"
 LIST_ID = "relais.campagne.example"

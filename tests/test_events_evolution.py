@@ -136,8 +136,8 @@ def matcher(tmp_path) -> SimpleNamespace:
 
 
 def dispatch_email(tmp_path) -> SimpleNamespace:
-    from services.dispatch.email_worker import EmailDispatcher
-    from services.dispatch.settings import EmailDispatchSettings
+    from services.dispatch.email.worker import EmailDispatcher
+    from services.dispatch.email.settings import EmailDispatchSettings
 
     bus = FakeBus(catalogue.DISPATCH_EMAIL)
     settings = EmailDispatchSettings(_env_file=None, from_address="relais@campagne.example",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email.settings import EmailDispatchSettings
 from services.feed.settings import FeedSettings
 from shared.settings import CommonSettings
 

@@ -28,7 +28,7 @@ from pydantic import SecretStr, ValidationError
 
 from services.contacts.app import create_app
 from services.contacts.settings import ContactsSettings
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email.settings import EmailDispatchSettings
 from services.dispatch.social.settings import MastodonDispatchSettings
 from shared.catalogue import DISPATCH_JOBS_STREAM, EMAIL_JOB, MASTODON_JOB
 from shared.events import Channel, DeliveryStatus, EmailJob, SocialPostJob

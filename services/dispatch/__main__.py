@@ -21,8 +21,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("channel", choices=CHANNELS, help="which channel to send on")
     channel = parser.parse_args(argv).channel
     if channel == "email":  # each process imports only its own channel's code
-        from services.dispatch.app import create_email_app
-        from services.dispatch.settings import EmailDispatchSettings
+        from services.dispatch.email.app import create_email_app
+        from services.dispatch.email.settings import EmailDispatchSettings
 
         settings = EmailDispatchSettings()
         serve(create_email_app(settings), settings)

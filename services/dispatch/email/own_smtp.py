@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from services.dispatch.smtp import SmtpAccount, SmtpPool
+from services.dispatch.email.smtp import SmtpAccount, SmtpPool
 from shared.egress import EgressPolicy
 from shared.settings import CommonSettings
 from shared.smtp_identity import SmtpIdentity

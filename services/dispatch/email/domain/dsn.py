@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from email import message_from_bytes, message_from_string, policy
 from email.message import Message
 
-from services.dispatch.email_domain import job_id_of_message_id
+from services.dispatch.email.domain.message import job_id_of_message_id
 
 STATUS = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})")
 

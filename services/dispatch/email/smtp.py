@@ -21,7 +21,7 @@ from email.message import EmailMessage
 
 import aiosmtplib
 
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email.settings import EmailDispatchSettings
 from shared.egress import EgressPolicy, connect_socket
 
 

@@ -10,7 +10,7 @@ import re
 
 import dkim
 
-from services.dispatch.email_domain import UnsafeHeader
+from services.dispatch.email.domain.message import UnsafeHeader
 
 # What a forwarder or list must not change without breaking the signature.
 SIGNED_HEADERS = (b"from", b"reply-to", b"to", b"subject", b"date", b"message-id",

@@ -15,9 +15,9 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from prometheus_client import Counter
 from pydantic import BaseModel
 
-from services.dispatch.dsn import NotADsn, read_dsn
-from services.dispatch.ledger import Ledger
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email.domain.dsn import NotADsn, read_dsn
+from services.dispatch.email.ledger import Ledger
+from services.dispatch.email.settings import EmailDispatchSettings
 from shared.auth import Principal, require
 from shared.messaging import Bus
 from shared.catalogue import EMAIL_BOUNCE

@@ -13,9 +13,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from services.dispatch.ledger import Ledger
+from services.dispatch.email.ledger import Ledger
 from services.dispatch.rate_limit import Throttle, TokenBucket
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email.settings import EmailDispatchSettings
 
 MAX_TRACKED_VOLUNTEERS = 50_000
 

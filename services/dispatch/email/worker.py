@@ -24,13 +24,13 @@ import aiosmtplib
 import structlog
 from prometheus_client import Counter
 
-from services.dispatch.dkim_signing import DkimSigner
-from services.dispatch.email_domain import Outcome, UnsafeHeader, classify_smtp_code, compose_bytes, slows_down
-from services.dispatch.email_limits import SendLimits
-from services.dispatch.ledger import Ledger, open_ledger
-from services.dispatch.settings import EmailDispatchSettings
-from services.dispatch.own_smtp import OwnAccounts
-from services.dispatch.smtp import SmtpPool
+from services.dispatch.email.dkim_signing import DkimSigner
+from services.dispatch.email.domain.message import Outcome, UnsafeHeader, classify_smtp_code, compose_bytes, slows_down
+from services.dispatch.email.limits import SendLimits
+from services.dispatch.email.ledger import Ledger, open_ledger
+from services.dispatch.email.settings import EmailDispatchSettings
+from services.dispatch.email.own_smtp import OwnAccounts
+from services.dispatch.email.smtp import SmtpPool
 from services.dispatch.withdrawals import WithdrawnMessages
 from shared.messaging import Bus, Replay, redelivery_delay
 from shared.catalogue import EMAIL_DEAD, EMAIL_JOB, EMAIL_RESULT, SUPPRESSION_ADDED

@@ -13,7 +13,7 @@ from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import quote
 
-from services.dispatch.email_render import Templates, first_name
+from services.dispatch.email.domain.render import Templates, first_name
 from shared.events import EmailJob
 
 __all__ = ["Outcome", "UnsafeHeader", "classify_smtp_code", "compose", "compose_bytes", "first_name",

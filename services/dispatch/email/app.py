@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from services.dispatch import bounce_api, email_worker
-from services.dispatch.settings import EmailDispatchSettings
+from services.dispatch.email import api as bounce_api, worker as email_worker
+from services.dispatch.email.settings import EmailDispatchSettings
 from shared.messaging import Bus
 from shared.service import create_service_app
 
