@@ -20,7 +20,8 @@ from pydantic import SecretStr
 from aiosmtpd.controller import Controller
 from prometheus_client import REGISTRY
 
-from services.dispatch.email import worker as email_worker
+from services.dispatch.email.app import EmailDispatcher
+from services.dispatch.email.suppressions import SuppressionList
 from services.dispatch.email.domain.message import Outcome, classify_smtp_code, compose, first_name, wire
 from services.dispatch.email.settings import EmailDispatchSettings
 from services.dispatch.email.smtp import SmtpPool
@@ -229,12 +230,12 @@ async def test_reconnects_after_the_server_drops():
 @contextlib.asynccontextmanager
 async def dispatcher(
     nats_url: str, smtp_server, max_deliver: int = 3, **more
-) -> AsyncIterator[tuple[Bus, email_worker.SuppressionList]]:
+) -> AsyncIterator[tuple[Bus, SuppressionList]]:
     """The dispatch-email service's parts, started as its app starts them;
     yields a contacts bus to publish jobs with, and the suppression list."""
     config = settings(smtp_server.host, smtp_server.port, nats_url, max_deliver=max_deliver, **more)
     bus = Bus(DISPATCH_EMAIL, nats_url)
-    parts = email_worker.EmailDispatcher(bus, config)
+    parts = EmailDispatcher(bus, config)
     contacts = Bus(CONTACTS, nats_url)
     await parts.prepare()
     await bus.start()

@@ -136,7 +136,7 @@ def matcher(tmp_path) -> SimpleNamespace:
 
 
 def dispatch_email(tmp_path) -> SimpleNamespace:
-    from services.dispatch.email.worker import EmailDispatcher
+    from services.dispatch.email.app import EmailDispatcher
     from services.dispatch.email.settings import EmailDispatchSettings
 
     bus = FakeBus(catalogue.DISPATCH_EMAIL)
