@@ -149,7 +149,7 @@ def dispatch_email(tmp_path) -> SimpleNamespace:
 def dispatch_social(service: str) -> Callable[[Any], SimpleNamespace]:
     def build(tmp_path) -> SimpleNamespace:
         from services.dispatch.social import settings as social_settings
-        from services.dispatch.social.worker import SocialDispatcher
+        from services.dispatch.social.app import SocialDispatcher
 
         channel = Channel(service.removeprefix("dispatch-"))
         settings_class = next(c for c in vars(social_settings).values()

@@ -153,7 +153,7 @@ async def test_the_matcher_indexes_a_profile_from_its_replay():
 
 async def test_a_social_dispatcher_learns_a_withdrawal():
     from services.dispatch.social.settings import MastodonDispatchSettings
-    from services.dispatch.social.worker import SocialDispatcher
+    from services.dispatch.social.app import SocialDispatcher
     from shared.catalogue import DISPATCH_MASTODON, MASTODON_JOB, MASTODON_RESULT
     from tests.transit_keys import TRANSIT_KEYS
 

@@ -1,16 +1,32 @@
 """Wires one social dispatcher: its settings, its adapter on one pooled
-HTTP client, its worker, the service's operations routes."""
+HTTP client, its outbound module, the post use case behind the NATS
+subscription, the service's operations routes."""
 
 from __future__ import annotations
 
 from fastapi import FastAPI
 
+from services.dispatch.social import worker
+from services.dispatch.social.outbound import Outbound
 from services.dispatch.social.settings import SocialDispatchSettings
+from services.dispatch.social.usecases.post_job import Poster, PostJob
 from services.dispatch.social.wiring import NETWORKS
-from services.dispatch.social.worker import SocialDispatcher
-from shared.messaging import Bus
+from services.dispatch.withdrawals import WithdrawnMessages
+from shared.catalogue import SubjectSpec
 from shared.egress import EgressPolicy, PinnedClient
+from shared.messaging import Bus
 from shared.service import create_service_app
+
+
+class SocialDispatcher:
+    """One network's dispatcher parts, wired as the service runs them."""
+
+    def __init__(self, bus: Bus, settings: SocialDispatchSettings, poster: Poster,
+                 jobs: SubjectSpec, results: SubjectSpec) -> None:
+        self.withdrawn = WithdrawnMessages(bus)
+        self.outbound = Outbound(bus, poster.channel, results)
+        self.post = PostJob(settings, poster, self.outbound, self.withdrawn)
+        worker.subscribe(bus, settings, jobs, self.post)
 
 
 def create_social_app(channel: str, settings: SocialDispatchSettings | None = None) -> FastAPI:

@@ -15,7 +15,7 @@ from services.dispatch.social.settings import (
 )
 from services.dispatch.social.bluesky import BlueskyPoster
 from services.dispatch.social.mastodon import MastodonPoster
-from services.dispatch.social.worker import Poster
+from services.dispatch.social.usecases.post_job import Poster
 from services.dispatch.social.x import XPoster
 from shared.catalogue import BLUESKY_JOB, BLUESKY_RESULT, MASTODON_JOB, MASTODON_RESULT, X_JOB, X_RESULT, SubjectSpec
 
