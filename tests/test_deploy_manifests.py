@@ -208,7 +208,7 @@ def test_the_dispatchers_durables_are_named_after_them():
     permissions let a dispatcher pull only from that consumer."""
     for path in (ROOT / "services/dispatch").rglob("*worker*.py"):
         for durable in re.findall(r'durable=(f?"[^"]+")', path.read_text()):
-            assert durable in ('"dispatch-email"', 'f"dispatch-{self.network.value}"'), (path, durable)
+            assert durable in ('"dispatch-email"', 'f"dispatch-{post.network.value}"'), (path, durable)
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
