@@ -5,7 +5,7 @@ STAMP  := $(VENV)/.installed-stamp
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install run test docs clean bench-import bench-matcher browser bench-email deploy-check
+.PHONY: help install run test test-fast docs clean bench-import bench-matcher browser bench-email deploy-check
 
 help: ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -30,6 +30,10 @@ browser: ## Debian's chromium for the browser tests (apt-get install when missin
 
 test: install browser ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The markers are set in tests/conftest.py from the fixtures a test uses.
+test-fast: install ## pure and FakeBus tests only: no nats-server, PostgreSQL, browser or process stack (< 1 min)
+	$(PY) -m pytest -m "not nats and not postgres and not browser and not slow" $(PYTEST_ARGS)
 
 bench-import: install ## contacts import rows/s vs raw csv + bulk insert (BENCH_ARGS="--rows 100000")
 	$(PY) -m bench.import_bench $(BENCH_ARGS)

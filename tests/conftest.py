@@ -23,10 +23,46 @@ import pytest
 from aiosmtpd.controller import Controller
 from psycopg import sql
 
+import tools.stack
 from tools.stack import free_port, nats_server_binary, wait_for_port
 from tools.streams import Applied, Outcome, apply
 
 PG_ADMIN_URL = os.environ.get("MAILLAGE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+# -- markers -------------------------------------------------------------------------
+
+# Derived from what a test uses, so a new test is marked without anyone
+# remembering to: `make test-fast` must never start a server by surprise.
+NATS_FIXTURES = {"nats_server", "nats_url", "secured"}
+POSTGRES_FIXTURES = {"pg_url"}
+BROWSER_FIXTURES = {"chromium"}
+
+
+def derived_markers(item: pytest.Item) -> set[str]:
+    names = set(getattr(item, "fixturenames", ()))
+    found = set()
+    if names & NATS_FIXTURES:
+        found.add("nats")
+    if names & POSTGRES_FIXTURES:
+        found.add("postgres")
+    callspec = getattr(item, "callspec", None)
+    if callspec is not None and callspec.params.get("db_url") == "postgresql":
+        found.add("postgres")
+    if names & BROWSER_FIXTURES:
+        found.add("browser")
+    # A module that starts the whole system (tools.stack) runs every service
+    # as a process: seconds per test, and NATS with it.
+    if getattr(getattr(item, "module", None), "Stack", None) is tools.stack.Stack:
+        found |= {"slow", "nats"}
+    return found
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        have = {mark.name for mark in item.iter_markers()}
+        for name in sorted(derived_markers(item) - have):
+            item.add_marker(name)
 
 
 # -- NATS ----------------------------------------------------------------------------
@@ -184,3 +220,39 @@ def db_url(request, tmp_path: Path) -> Iterator[str]:
         name, url = create_pg_database()
         yield url
         drop_pg_database(name)
+
+
+# -- the services in process, their lifespan running ----------------------------------
+# Imported when used: a pure test must not pay for (or be broken by) loading
+# every service.
+
+
+def _running(service: str, nats_url: str, db_url: str = "sqlite://"):
+    from fastapi.testclient import TestClient
+
+    from tests.apps import build_apps
+
+    app = build_apps(nats_url, db_url)[service]
+    with TestClient(app) as client:
+        assert client.app is app
+        yield client
+
+
+@pytest.fixture
+def feed(nats_url: str, db_url: str):
+    yield from _running("feed", nats_url, db_url)
+
+
+@pytest.fixture
+def contacts(nats_url: str, db_url: str):
+    yield from _running("contacts", nats_url, db_url)
+
+
+@pytest.fixture
+def matcher(nats_url: str):
+    yield from _running("matcher", nats_url)
+
+
+@pytest.fixture
+def dispatch(nats_url: str):
+    yield from _running("dispatch-email", nats_url)

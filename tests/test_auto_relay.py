@@ -31,7 +31,7 @@ from services.contacts.auto_relay import AUTO_RELAYS
 from services.contacts.store import Relay, TaxonomyTerm
 from tests.apps import contacts_settings
 from tests.test_contacts_api import contacts, offer, relay_jobs  # noqa: F401 (the fixture)
-from tests.test_http_api import add_contact, new_volunteer
+from tests.support.http_api import add_contact, new_volunteer
 from tests.test_web_volunteer import signed_in
 from tests.waiting import poll
 

@@ -19,9 +19,6 @@ What is proven here:
 - a file import reports its counts and its rejected rows with the field at
   fault, a second upload of the same file changes nothing, and a file over
   the limit is refused before anything is imported.
-
-Tests whose docstring says "BUG (reported)" state the right behaviour and
-fail until that bug in the services is fixed; they are not to be weakened.
 """
 
 from __future__ import annotations
@@ -50,7 +47,7 @@ from shared.auth import hash_token
 from shared.catalogue import DISPATCH_JOBS_STREAM, SUPPRESSIONS_STREAM
 from shared.events import utcnow
 from tests.apps import PROVISIONING_TOKEN, contacts_settings
-from tests.test_http_api import (
+from tests.support.http_api import (
     PROOF,
     add_contact,
     bearer,
@@ -61,10 +58,10 @@ from tests.test_http_api import (
     items,
     loc_of,
     new_volunteer,
-    poll,
     upload,
 )
 from tests.streams import stream_payloads
+from tests.waiting import poll
 from tests.transit_keys import opened_job  # jobs are sealed on the stream: opened as dispatch-email does
 
 CAMPAIGN = "Lyon en commun"
@@ -238,13 +235,9 @@ def test_an_invite_code_becomes_a_token_once_and_nothing_is_stored_in_clear(cont
 def test_a_code_redeemed_twice_at_once_gives_one_working_token(contacts: TestClient):
     """A double click on the invite link: one token, and it works.
 
-    BUG (reported): services/contacts/api/accounts.py ``redeem``/``use``
-    reads the invite, then writes; concurrent redeems all pass the
-    ``redeemed_at is None`` check. Each creates a Volunteer for the same
-    email: the losers' IntegrityError (UNIQUE volunteer.email) escapes as a
-    500 (SQLite); or, when the winner has committed, a loser finds the
-    volunteer, overwrites its token hash and gets a 200 too (PostgreSQL):
-    two tokens for one code, the first of which no longer works."""
+    Concurrent redeems all read the invite as unused: only one may win,
+    the others neither answer a 500 (the unique email) nor overwrite the
+    winner's token with a second one, on SQLite and on PostgreSQL."""
     for n in range(3):  # the race is timing-dependent: a few codes, each redeemed from many threads
         code = contacts.post("/admin/invites", headers=PROVISIONING, json={
             "display_name": f"Nadia {n}", "email": f"nadia{n}@benevoles.example"}).json()["code"]
@@ -346,12 +339,9 @@ def test_search_filters_and_keyset_pagination(contacts: TestClient):
 
 def test_search_by_a_whole_email_address(contacts: TestClient):
     """GET /contacts' ``q`` promises "words of a name or email": a volunteer
-    pastes an address and expects its contact.
-
-    BUG (reported): services/contacts/book.py ``_write_indexes`` indexes
-    only the local part of each address (``e.split("@")[0]``), and every
-    word of the query must match, so ``q=ana.dupont@exemple.fr`` (and
-    ``q=exemple``) finds nothing."""
+    pastes an address and expects its contact. The whole
+    address is indexed, not only its local part, since every word of the
+    query must match."""
     _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
     add_contact(contacts, alice, "Ana Dupont", "ana.dupont@exemple.fr", ["seniors"])
     add_contact(contacts, alice, "Louis Petit", "louis@ailleurs.example", ["seniors"])
@@ -643,11 +633,9 @@ def test_delete_a_contact_and_erase_a_whole_book(contacts: TestClient, nats_url:
 
 def test_erasing_a_book_leaves_no_sent_history(contacts: TestClient, nats_url: str):
     """DELETE /me must leave no row of the book; the history of what was
-    sent to whom is part of it.
-
-    BUG (reported): services/contacts/book.py ``erase_volunteer`` deletes
-    contacts, inbox items, relays and imports but not ``SentItem`` rows:
-    each keeps the erased book's contact id, relay id and message id."""
+    sent to whom is part of it. A
+    ``SentItem`` row would keep the erased book's contact, relay and
+    message ids."""
     alice_id, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
     camille = add_contact(contacts, alice, "Camille Durand", "camille.durand@exemple.fr", ["education"])
     suggestions = offer(contacts, nats_url, ["education"], {alice_id: alice})
@@ -798,11 +786,8 @@ def test_import_a_file_report_rejected_rows_and_reupload(nats_url: str, db_url: 
 
 
 def test_an_upload_over_the_size_limit_is_refused_before_anything_is_imported(nats_url: str, db_url: str):
-    """A 413 that says what the limit is and what to do, and nothing imported.
-
-    BUG (reported): services/contacts/api/imports.py ``start_import`` words
-    the limit as ``max_import_bytes // (1 << 20)`` MiB: any limit under
-    1 MiB reads "larger than the 0 MiB limit"."""
+    """A 413 that says what the limit is and what to do, and nothing imported. A limit
+    under 1 MiB is worded in its own unit, never as "the 0 MiB limit"."""
     with contacts_client(nats_url, db_url, max_import_bytes=1000) as contacts:
         _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
         add_contact(contacts, alice, "Camille Durand", "camille.durand@exemple.fr", ["education"])

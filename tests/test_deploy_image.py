@@ -57,6 +57,7 @@ def commands() -> set[tuple[str, ...]]:
     return found
 
 
+@pytest.mark.slow  # starts a Python process per workload command
 def test_every_workload_command_exists_and_accepts_its_arguments():
     seen = commands()
     assert ("services.dispatch", "email") in seen and ("tools.migrate", "feed") in seen

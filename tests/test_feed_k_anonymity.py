@@ -56,6 +56,8 @@ from tools.stack import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 K = 5
+# Feed replicas as processes, racing on one database.
+pytestmark = pytest.mark.slow
 SETTLE = 0.3
 # Relay sizes, all different, none k, and no sum of k of them is one of them (so a difference that
 # equals a size can only be that volunteer's); the first is large: 4 volunteers reaching 83 people

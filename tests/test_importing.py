@@ -571,6 +571,7 @@ def test_parsing_reads_lazily():
     assert stream.consumed <= 2 * 64 * 1024 < len(rows)
 
 
+@pytest.mark.slow  # a minute: the memory bound is only visible on a big file
 def test_100k_rows_stream_in_bounded_memory(tmp_path):
     path = tmp_path / "big.csv"
     domains = ["gmail.com", "orange.fr", "free.fr", "laposte.net", "example.org"]

@@ -11,7 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
+# `make run` as a user runs it: the whole system as processes.
+pytestmark = [pytest.mark.slow, pytest.mark.nats]
 
 
 def processes_mentioning(marker: str) -> list[str]:

@@ -323,6 +323,7 @@ async def test_the_streams_user_applies_the_catalogue_and_can_do_nothing_else(co
     assert await matcher.refused(f"$JS.API.STREAM.UPDATE.{FEED_STREAM.name}")
 
 
+@pytest.mark.nats  # starts its own server
 def test_without_users_the_step_creates_then_leaves_alone(tmp_path, capsys):
     """The laptop's nats-server has no users: the step connects anonymously.
     --dry-run creates nothing; apply creates each stream once; check is
@@ -352,6 +353,7 @@ def test_without_users_the_step_creates_then_leaves_alone(tmp_path, capsys):
     assert "cannot apply the streams" in err and "Traceback" not in err
 
 
+@pytest.mark.nats  # starts its own server
 async def test_a_service_waits_for_its_streams_and_never_declares_one(tmp_path):
     """A service started before the streams step creates nothing, fails
     naming what is missing if the step never comes, starts once it has run,

@@ -20,7 +20,7 @@ from services.contacts.sharing import share_links
 from shared.events import Channel
 from shared.smtp_identity import SmtpIdentity
 from tests.apps import contacts_settings
-from tests.test_http_api import loc_of, new_volunteer
+from tests.support.http_api import loc_of, new_volunteer
 
 MASTODON = {"instance_url": "https://mastodon.example", "access_token": "mastodon-secret-token-4242",
             "handle": "@alice@mastodon.example"}
