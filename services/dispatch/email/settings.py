@@ -1,15 +1,18 @@
+"""Settings of the email dispatcher (``MAILLAGE_DISPATCH_EMAIL_``): the
+campaign's relay, the sent ledger, DKIM, rate limits, the transit key and
+the bounce endpoint's token."""
+
 from pathlib import Path
 
-from pydantic import EmailStr, Field, SecretStr, field_validator, model_validator
+from pydantic import EmailStr, Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from services.dispatch.settings import DispatchSettings
 from shared.catalogue import DISPATCH_EMAIL
-from shared.sealed import transit_key_list
-from shared.settings import ServiceSettings
 from shared.text import HeaderText
 
 
-class EmailDispatchSettings(ServiceSettings):
+class EmailDispatchSettings(DispatchSettings):
     service = DISPATCH_EMAIL
     model_config = SettingsConfigDict(
         env_prefix="MAILLAGE_DISPATCH_EMAIL_", env_file=".env", extra="ignore"
@@ -52,12 +55,6 @@ class EmailDispatchSettings(ServiceSettings):
     bounce_token: SecretStr | None = Field(
         default=None, description="bearer token of POST /bounces; unset: the endpoint refuses everyone"
     )
-
-    @field_validator("transit_key")
-    @classmethod
-    def _a_key(cls, value: SecretStr) -> SecretStr:
-        transit_key_list(value)  # a bad key stops the start, not every job
-        return value
 
     @model_validator(mode="after")
     def _dkim_complete(self) -> "EmailDispatchSettings":

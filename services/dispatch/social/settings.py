@@ -1,15 +1,14 @@
 """Settings of the social dispatchers: one class per network, each its own
 ``MAILLAGE_DISPATCH_<NETWORK>_`` prefix, as each is its own process."""
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
+from services.dispatch.settings import DispatchSettings
 from shared.catalogue import DISPATCH_BLUESKY, DISPATCH_MASTODON, DISPATCH_X
-from shared.sealed import transit_key_list
-from shared.settings import ServiceSettings
 
 
-class SocialDispatchSettings(ServiceSettings):
+class SocialDispatchSettings(DispatchSettings):
     transit_key: SecretStr = Field(
         description="base64 32-byte key opening the credentials contacts seals into this network's jobs: "
         "this network's key of MAILLAGE_CONTACTS_TRANSIT_KEYS, and no other channel's; "
@@ -21,11 +20,6 @@ class SocialDispatchSettings(ServiceSettings):
     rate_reserve: int = Field(default=1, ge=0, description="pause an account when its window has this many requests left")
     http_timeout: float = Field(default=20.0, gt=0)
 
-    @field_validator("transit_key")
-    @classmethod
-    def _a_key(cls, value: SecretStr) -> SecretStr:
-        transit_key_list(value)  # a bad key stops the start, not every job
-        return value
 
 
 class MastodonDispatchSettings(SocialDispatchSettings):
