@@ -27,7 +27,7 @@ from services.dispatch.rate_limit import Throttle, TokenBucket
 from services.dispatch.email.settings import EmailDispatchSettings
 from shared.catalogue import DISPATCH_DEAD_STREAM, EMAIL_DEAD, EMAIL_JOB
 from shared.events import DeadLetter, DeliveryStatus
-from tests.conftest import SmtpRecorder
+from tests.support.servers import SmtpRecorder
 from tests.test_dispatch_email import (
     FROM,
     LIST_ID,
@@ -61,7 +61,7 @@ def test_each_contact_gets_their_first_name_and_the_volunteers_note_escaped_in_h
 
 
 def test_a_relay_renders_its_frame_once_and_each_contact_exactly_as_a_direct_render():
-    """The per-relay frame (see email_render.Templates) gives each contact
+    """The per-relay frame (see email.domain.render.Templates) gives each contact
     the bytes Jinja would, escaping and {% if %} included, even for values
     that look like the frame's own markers."""
     templates = Templates()
@@ -111,7 +111,7 @@ class RawRecorder(SmtpRecorder):
 def raw_smtp():
     from aiosmtpd.controller import Controller
 
-    from tests.conftest import SmtpServer
+    from tests.support.servers import SmtpServer
     from tools.stack import free_port
 
     recorder, port = RawRecorder(), free_port()
@@ -171,7 +171,7 @@ class Flaky(SmtpRecorder):
 def flaky_server(reply: str, times: int):
     from aiosmtpd.controller import Controller
 
-    from tests.conftest import SmtpServer
+    from tests.support.servers import SmtpServer
     from tools.stack import free_port
 
     recorder, port = Flaky(reply, times), free_port()
