@@ -64,10 +64,11 @@ def maillage_import(db_url: str, path: Path) -> tuple[float, int, int]:
     seconds = time.perf_counter() - started
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) * 1024
     with Session(engine) as s:
-        done = s.get(ImportJob, job.id)
+        done, volunteer = s.get(ImportJob, job.id), s.get(Volunteer, vol.id)
+        assert done is not None and volunteer is not None
         assert done.status == "done", done.error
         imported = done.imported
-        book = open_book(s, MasterKey({1: b"m" * 32}), BlindIndex(b"i" * 32), s.get(Volunteer, vol.id))
+        book = open_book(s, MasterKey({1: b"m" * 32}), BlindIndex(b"i" * 32), volunteer)
         page_timings(s, book)
     engine.dispose()
     return seconds, imported, peak
@@ -93,6 +94,7 @@ def page_timings(session: Session, book) -> None:
 
 def raw_baseline(db_url: str, path: Path) -> tuple[float, int]:
     """csv.reader + executemany of the same rows, chunk commits."""
+    conn: sqlite3.Connection | psycopg.Connection
     if db_url.startswith("sqlite"):
         conn = sqlite3.connect(db_url.removeprefix("sqlite:///"))
         conn.execute("PRAGMA journal_mode=WAL")
@@ -126,8 +128,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--database-url", help="default: a fresh SQLite file; or a PostgreSQL URL")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
         path = tmp / "contacts.csv"
         generate(path, args.rows)
         maillage_db = args.database_url or f"sqlite:///{tmp / 'maillage.db'}"

@@ -175,6 +175,7 @@ async def run(volunteers: int, tmp: Path) -> None:
         # the raw floor: as many messages of the same size, publish_async, msg ids, one stream
         sample = await js.get_last_msg(SUGGESTIONS_STREAM.name, "matcher.suggestions.>")
         payload = sample.data
+        assert payload is not None
         await js.add_stream(StreamConfig(name="BENCH_SCRATCH", subjects=["bench.scratch.*"]))
         raw_s = await publish_raw(js, [(f"bench.scratch.v{i}", payload, f"raw-{i}") for i in range(count)])
         assert await stored(js, "BENCH_SCRATCH") == count

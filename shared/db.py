@@ -65,16 +65,19 @@ def insert_or_get(session: Session, row: M, model: type[M], key: object) -> M:
         return row
     except IntegrityError:
         session.rollback()
-        return session.get(model, key)
+        found = session.get(model, key)
+        if found is None:  # another constraint refused the row, not a concurrent twin
+            raise
+        return found
 
 
 def mark_once(session: Session, model: type[SQLModel], key: object, **values: object) -> bool:
     """Set ``published_at`` (and ``values``) on a row unless another request
     did it first; True for the one request that did."""
-    pk = inspect(model).primary_key[0]
-    done = session.execute(
+    mapper = inspect(model)
+    done = session.exec(
         update(model)
-        .where(pk == key, model.published_at.is_(None))
+        .where(mapper.primary_key[0] == key, mapper.c.published_at.is_(None))
         .values(published_at=utcnow(), **values)
     )
     session.commit()

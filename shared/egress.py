@@ -205,7 +205,7 @@ def parse_allow(text: str | Iterable[str]) -> frozenset[tuple[str, int]]:
 async def system_resolve(host: str, port: int) -> list[str]:
     infos = await asyncio.wait_for(asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM),
                                    RESOLVE_TIMEOUT)
-    return list(dict.fromkeys(info[4][0] for info in infos))
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
 class EgressPolicy:

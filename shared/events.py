@@ -353,7 +353,7 @@ class DispatchResult(_JobOutcome):
     schema_version: Literal[1] = 1
     status: DeliveryStatus
     reason: str | None = Field(default=None, max_length=200)
-    outcome: OutcomeKind = Field(default=None, validate_default=True)  # type: ignore[assignment]
+    outcome: OutcomeKind = Field(default=None, validate_default=True)
 
     @field_validator("outcome", mode="before")
     @classmethod

@@ -55,5 +55,8 @@ def run_env(metadata, version_table: str = "alembic_version") -> None:
     if connection is not None:
         run(connection)
         return
-    with make_engine(context.config.get_main_option("sqlalchemy.url")).connect() as conn:
+    url = context.config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic was given neither a connection nor sqlalchemy.url")
+    with make_engine(url).connect() as conn:
         run(conn)

@@ -4,6 +4,7 @@ and errors said the way the API says them (which field, why)."""
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import httpx
 
@@ -25,7 +26,7 @@ def fail(resp: httpx.Response) -> None:
     sys.exit(f"error {resp.status_code}: {detail}")
 
 
-def expect(resp: httpx.Response, *ok: int) -> dict | list:
+def expect(resp: httpx.Response, *ok: int) -> Any:  # the JSON the route answers
     if resp.status_code not in ok:
         fail(resp)
     return resp.json()

@@ -114,7 +114,7 @@ def labels(w: Workload) -> dict:
 def container(w: Workload) -> dict:
     probe = {"httpGet": {"path": "/healthz", "port": "http"}, "periodSeconds": 10, "timeoutSeconds": 3,
              "failureThreshold": 3}
-    env = [
+    env: list[dict[str, object]] = [
         {"name": f"{w.prefix}HTTP_HOST", "value": "0.0.0.0"},
         {"name": f"{w.prefix}HTTP_PORT", "value": str(w.port)},
         {"name": "MAILLAGE_NATS_USER", "value": w.name},

@@ -10,7 +10,6 @@ The services still migrate on start, which is then a no-op."""
 from __future__ import annotations
 
 import argparse
-import sys
 import zlib
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -71,4 +70,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

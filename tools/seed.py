@@ -79,7 +79,8 @@ def sign_in_link_from(mail: Path, address: str, after_ns: int, timeout: float = 
                 break
             msg = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
             if address in str(msg["To"]):
-                found = re.search(r"/join#([\w-]+)", msg.get_body(("plain",)).get_content())
+                body = msg.get_body(("plain",))
+                found = re.search(r"/join#([\w-]+)", body.get_content()) if body is not None else None
                 if found:
                     return found.group(1)
         time.sleep(0.2)

@@ -268,6 +268,7 @@ class Stack:
         with httpx.Client(timeout=2.0) as client:
             while pending:
                 for proc in list(pending):
+                    assert proc.popen is not None and proc.ready_url is not None  # started above, with a URL
                     if proc.popen.poll() is not None:
                         raise RuntimeError(f"{proc.name} exited ({proc.popen.returncode}): see {self.logs / proc.name}.log")
                     try:

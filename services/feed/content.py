@@ -26,8 +26,12 @@ _markdown = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethr
 
 # The same parser, accepting every link: used only to *find* what a source
 # tries to smuggle (markdown-it alone would quietly drop a javascript: link).
-_permissive = MarkdownIt("commonmark", {"html": True}).enable(["table", "strikethrough"])
-_permissive.validateLink = lambda _url: True
+class _EveryLink(MarkdownIt):
+    def validateLink(self, url: str) -> bool:
+        return True
+
+
+_permissive = _EveryLink("commonmark", {"html": True}).enable(["table", "strikethrough"])
 
 URL_SCHEMES = frozenset({"http", "https", "mailto"})
 LINK_REL = "noopener noreferrer nofollow"

@@ -498,7 +498,7 @@ def _complements(members: list[CellKey], visible: set[CellKey], fresh: set[CellK
     # a channel's outcomes against its queued jobs
     for channel in sorted({key[1] for key in group if key[0] == "channel"}):
         total = ("channel", channel, "queued")
-        parts = [("channel", channel, o.value) for o in Outcome]
+        parts: list[CellKey] = [("channel", channel, o.value) for o in Outcome]
         while total in visible - hide:
             held = who([p for p in parts if p not in visible or p in hide])
             if not handful(len(held)) or (pick := smallest_fresh([p for p in parts if p in visible])) is None:

@@ -5,7 +5,8 @@ its pages, the scheduler skips a message another request moved."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from services.feed.domain import Problem, TransitionError
 
@@ -30,7 +31,7 @@ class Invalid(ValueError):
     """A body the schema refuses once merged with what is stored (an edit):
     pydantic's own errors, kept as they are."""
 
-    def __init__(self, errors: Sequence[dict]) -> None:
+    def __init__(self, errors: Sequence[Mapping[str, Any]]) -> None:
         self.errors = list(errors)
         super().__init__("; ".join(e["msg"] for e in self.errors))
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from services.feed.domain import ShownState, StaffReport, render, staff_report
 from services.feed.store import Message, ReachShown, facts_fingerprint, message_facts
@@ -85,8 +85,8 @@ def _save(session: Session, message_id: str, row: ReachShown | None, moved: Show
             session.add(ReachShown(message_id=message_id, version=1, state=moved.to_json()))
             session.commit()
             return True
-        done = session.execute(update(ReachShown)
-                               .where(ReachShown.message_id == message_id, ReachShown.version == row.version)
+        done = session.exec(update(ReachShown)
+                               .where(col(ReachShown.message_id) == message_id, col(ReachShown.version) == row.version)
                                .values(version=row.version + 1, state=moved.to_json(), updated_at=utcnow()))
         session.commit()
         return done.rowcount == 1

@@ -10,7 +10,7 @@ from datetime import datetime
 
 import structlog
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.feed.domain import State
 from services.feed.errors import NotFound, TransitionError, Unavailable
@@ -30,7 +30,7 @@ log = structlog.get_logger(__name__)
 def _ids(engine: Engine, state_in: tuple[State, ...], column, now: datetime):
     def query(session: Session) -> list[str]:
         return list(session.exec(
-            select(Message.id).where(Message.state.in_([s.value for s in state_in]), column.is_not(None),
+            select(Message.id).where(col(Message.state).in_([s.value for s in state_in]), column.is_not(None),
                                      column <= now).order_by(column).limit(200)
         ))
 

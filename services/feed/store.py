@@ -7,13 +7,14 @@ out of order (a relay before its suggestion) count the same."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 from sqlalchemy import JSON, Column, Index, Text, func, inspect, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import registry
-from sqlmodel import Field, Session, SQLModel, select
+from sqlmodel import Field, Session, SQLModel, col, select
 
 from services.feed.domain import UNKNOWN_VOLUNTEER, Facts, State
 from shared.events import new_id, utcnow
@@ -245,9 +246,9 @@ def transition(session: Session, message_id: str, sources: tuple[State, ...], ta
     """Move a message from one of ``sources`` to ``target`` unless another
     request moved it first; True for the one that did. The caller commits
     (with its audit row)."""
-    done = session.execute(
+    done = session.exec(
         update(Message)
-        .where(Message.id == message_id, Message.state.in_([s.value for s in sources]))
+        .where(col(Message.id) == message_id, col(Message.state).in_([s.value for s in sources]))
         .values(state=target.value, updated_at=utcnow(), **values)
     )
     return done.rowcount == 1
@@ -257,7 +258,7 @@ def transition(session: Session, message_id: str, sources: tuple[State, ...], ta
 
 
 def current_taxonomy(session: Session) -> TaxonomyVersion | None:
-    return session.exec(select(TaxonomyVersion).order_by(TaxonomyVersion.id.desc()).limit(1)).first()
+    return session.exec(select(TaxonomyVersion).order_by(col(TaxonomyVersion.id).desc()).limit(1)).first()
 
 
 def facts_fingerprint(session: Session, message_id: str, cut: datetime) -> tuple:
@@ -267,10 +268,10 @@ def facts_fingerprint(session: Session, message_id: str, cut: datetime) -> tuple
     regions and queued jobs are written with their suggestion or relay.)"""
     return (*(session.exec(
         select(func.count(), func.max(fact.recorded_at))
-        .where(fact.message_id == message_id, (fact.recorded_at <= cut) | fact.recorded_at.is_(None))).one()
+        .where(col(fact.message_id) == message_id, (col(fact.recorded_at) <= cut) | col(fact.recorded_at).is_(None))).one()
         for fact in (SuggestionFact, RelayFact, DeliveryFact)),
         session.exec(select(func.max(DeliveryFact.revised_at))
-                     .where(DeliveryFact.message_id == message_id, DeliveryFact.revised_at <= cut)).one())
+                     .where(col(DeliveryFact.message_id) == message_id, col(DeliveryFact.revised_at) <= cut)).one())
 
 
 def message_facts(session: Session, message_id: str, cut: datetime) -> Facts:
@@ -298,14 +299,15 @@ def message_facts(session: Session, message_id: str, cut: datetime) -> Facts:
     for relay_id, channel, n in session.exec(select(RelayQueued.relay_id, RelayQueued.channel, RelayQueued.queued)
                                              .where(RelayQueued.message_id == message_id)):
         queued.setdefault(relay_id, {})[channel] = n
-    relays = [(who(v), epoch(at), queued.get(relay_id, {})) for relay_id, v, at in session.exec(
+    relays: list[tuple[str, datetime, Mapping[str, int]]] = [(who(v), epoch(at), queued.get(relay_id, {})) for relay_id, v, at in session.exec(
         select(RelayFact.relay_id, RelayFact.volunteer_id, RelayFact.recorded_at)
         .where(RelayFact.message_id == message_id, until(RelayFact.recorded_at)))]
-    deliveries = []
+    deliveries: list[tuple[str, str, OutcomeKind, OutcomeKind | None, int, datetime]] = []
     columns = (DeliveryFact.volunteer_id, DeliveryFact.channel, DeliveryFact.status, DeliveryFact.reason,
                DeliveryFact.outcome, DeliveryFact.revised_from, DeliveryFact.revised_at)
     for v, channel, status, reason, outcome, revised_from, revised_at, n, at in session.exec(
-            select(*columns, func.count(), func.max(DeliveryFact.recorded_at))
+            # sqlmodel's select is typed for at most four columns
+            select(*columns, func.count(), func.max(DeliveryFact.recorded_at))  # type: ignore[call-overload]
             .where(DeliveryFact.message_id == message_id, until(DeliveryFact.recorded_at))
             .group_by(*columns)):
         kind = stored_kind(outcome, status, reason)

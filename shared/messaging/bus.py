@@ -24,6 +24,7 @@ import structlog
 from faststream import AckPolicy
 from faststream.security import SASLPlaintext
 from faststream.nats import ConsumerConfig, DeliverPolicy, JStream, NatsBroker, PullSub
+from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 from pydantic import BaseModel
 
@@ -99,7 +100,7 @@ class Bus:
         self.inbox = f"{inbox_prefix(service)}.".encode()  # where pulled messages arrive
         self.subjects_published: set[str] = set()
         self.subjects_consumed: set[str] = set()
-        self._js = None  # the pipelined publishes' JetStream context, made on first use
+        self._js: JetStreamContext | None = None  # the pipelined publishes' JetStream context, made on first use
         self.pull_consumers: list[PullConsumer] = []  # started and stopped with the broker
 
     @classmethod

@@ -52,14 +52,14 @@ class PullConsumer:
                                   ack_wait=self.ack_wait))
         # Twice the workers: the next messages are in hand while these run.
         self.queue = asyncio.Queue(maxsize=2 * self.concurrency)
-        self.fetcher = asyncio.create_task(self._fetch(sub), name=f"pull:{self.durable}")
-        self.workers = [asyncio.create_task(self._work(), name=f"pull:{self.durable}:{i}")
+        self.fetcher = asyncio.create_task(self._fetch(sub, self.queue), name=f"pull:{self.durable}")
+        self.workers = [asyncio.create_task(self._work(self.queue), name=f"pull:{self.durable}:{i}")
                         for i in range(self.concurrency)]
 
     async def stop(self, timeout: float = 15.0) -> None:
         """No more fetches; the fetched messages are handled (up to
         ``timeout``), then the workers end. Idempotent."""
-        if self.fetcher is None:
+        if self.fetcher is None or self.queue is None:
             return
         self.fetcher.cancel()  # a message fetched but not queued is redelivered after ack_wait
         await asyncio.gather(self.fetcher, return_exceptions=True)
@@ -72,9 +72,9 @@ class PullConsumer:
         await asyncio.gather(*self.workers, return_exceptions=True)
         self.fetcher, self.workers = None, []
 
-    async def _fetch(self, sub) -> None:
+    async def _fetch(self, sub, queue: asyncio.Queue[Msg]) -> None:
         while True:
-            room = max(1, min(self.batch, self.queue.maxsize - self.queue.qsize()))
+            room = max(1, min(self.batch, queue.maxsize - queue.qsize()))
             try:
                 msgs = await sub.fetch(room, timeout=5.0)
             except (TimeoutError, NatsTimeout):
@@ -84,14 +84,14 @@ class PullConsumer:
                 await asyncio.sleep(1.0)
                 continue
             for msg in msgs:
-                await self.queue.put(msg)
+                await queue.put(msg)
 
-    async def _work(self) -> None:
+    async def _work(self, queue: asyncio.Queue[Msg]) -> None:
         while True:
-            msg = await self.queue.get()
+            msg = await queue.get()
             try:
                 await settle(self.spec, self.handler, msg, msg, self.meters)
             except Exception as exc:  # an ack that could not be sent: the message comes back
                 log.error("consumer.ack_failed", subject=self.spec.pattern, error=type(exc).__name__)
             finally:
-                self.queue.task_done()
+                queue.task_done()

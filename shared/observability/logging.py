@@ -16,14 +16,14 @@ PII_KEYS = frozenset(
 )
 
 
-def redact_pii(_logger, _method, event_dict: dict) -> dict:
+def redact_pii(_logger, _method, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:
     for key in PII_KEYS & event_dict.keys():
         event_dict[key] = "[redacted]"
     return event_dict
 
 
 def configure_logging(service: str, fmt: str = "console", level: str = "INFO") -> None:
-    shared_processors = [
+    shared_processors: list[structlog.typing.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,

@@ -6,13 +6,16 @@ app (the JSON of the API, or a console's error page), so both doors agree."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.exception_handlers import http_exception_handler
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-Answer = Callable[[Exception], HTTPException]
+# Each entry takes an instance of its own key: a pairing typing cannot say, hence Any
+Answer = Callable[[Any], HTTPException]
 Answers = Mapping[type[Exception], Answer]
 
 
@@ -33,7 +36,8 @@ def install(app: FastAPI, answers: Answers) -> None:
     async def handle(request: Request, exc: Exception):
         http = answer(exc, answers)
         handler = app.exception_handlers.get(StarletteHTTPException, http_exception_handler)
-        return await handler(request, http)
+        answered = handler(request, http)
+        return await answered if inspect.isawaitable(answered) else answered
 
     for kind in answers:
         app.add_exception_handler(kind, handle)

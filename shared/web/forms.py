@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 
+from starlette.datastructures import FormData
+
 _SEPARATORS = re.compile(r"[,;\n]")
 
 
@@ -18,3 +20,9 @@ def lines(text: str | None) -> list[str]:
 
 def blank_to_none(text: str | None) -> str | None:
     return text.strip() or None if text is not None else None
+
+
+def field(form: FormData, name: str) -> str | None:
+    """A text field of ``form``; a file sent in its place reads as absent."""
+    value = form.get(name)
+    return value if isinstance(value, str) else None

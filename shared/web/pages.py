@@ -127,7 +127,7 @@ def install(app: FastAPI, site: Site, sessions: Sessions, routers: Sequence[APIR
     app.mount(f"{site.prefix}/static", StaticFiles(directory=static), name=f"{site.prefix}-static")
     app.mount(f"{site.prefix}/assets", StaticFiles(directory=SHARED / "static"), name=f"{site.prefix}-assets")
 
-    async def to_sign_in(request: Request, _exc: SignInRequired):
+    async def to_sign_in(request: Request, _exc: Exception):
         return RedirectResponse(f"{site.prefix}{sign_in_path}", status_code=303)
 
     async def as_page(request: Request, exc: StarletteHTTPException):
@@ -138,4 +138,6 @@ def install(app: FastAPI, site: Site, sessions: Sessions, routers: Sequence[APIR
         return render(request, "error.html", exc.status_code, reasons=problems(exc))
 
     app.add_exception_handler(SignInRequired, to_sign_in)
-    app.add_exception_handler(StarletteHTTPException, as_page)
+    # Starlette types every handler as taking any Exception; this one is only
+    # ever called with the class it is registered for
+    app.add_exception_handler(StarletteHTTPException, as_page)  # type: ignore[arg-type]

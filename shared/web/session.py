@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from fastapi import HTTPException, Request, Response, status
 
 from shared.links import InvalidLink, LinkSigner
+from shared.web.forms import field
 
 CSRF_FIELD, CSRF_HEADER = "csrf", "x-csrf-token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -108,7 +109,7 @@ async def csrf_protect(request: Request) -> None:
     session = sessions_of(request).read(request)
     sent = request.headers.get(CSRF_HEADER)
     if sent is None and "form" in request.headers.get("content-type", ""):
-        sent = (await request.form()).get(CSRF_FIELD)
+        sent = field(await request.form(), CSRF_FIELD)
     if session is None or not isinstance(sent, str) or not hmac.compare_digest(sent, session.csrf):
         raise HTTPException(status.HTTP_403_FORBIDDEN,
                             detail="csrf: this form is missing its security token or it expired; reload the page")

@@ -10,7 +10,7 @@ import structlog
 from fastapi import Depends, HTTPException, Request, status
 from prometheus_client import Counter
 from sqlalchemy.engine import Engine
-from sqlmodel import select
+from sqlmodel import col, select
 
 from services.feed import content
 from services.feed.domain import BOOTSTRAP, Actor, Role, role_allows
@@ -36,7 +36,7 @@ def staff_authenticator(engine: Engine, bootstrap_token_hash: str) -> Authentica
             return Principal(BOOTSTRAP.role, BOOTSTRAP)
         digest = hash_token(token)
         account = await in_session(engine, lambda s: s.exec(
-            select(StaffAccount).where(StaffAccount.token_hash == digest, StaffAccount.revoked_at.is_(None))
+            select(StaffAccount).where(StaffAccount.token_hash == digest, col(StaffAccount.revoked_at).is_(None))
         ).first())
         if account is None:
             return None

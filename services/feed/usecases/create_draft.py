@@ -56,7 +56,10 @@ def _store_new(session: Session, draft: MessageDraft, actor: Actor, key: str | N
         session.commit()
     except IntegrityError:  # a concurrent retry with the same key won
         session.rollback()
-        return _by_key(session, key)
+        found = _by_key(session, key)
+        if found is None:  # another constraint refused the row, not a twin
+            raise
+        return found
     return message
 
 

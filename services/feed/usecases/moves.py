@@ -57,9 +57,9 @@ async def move(engine: Engine, m: Message, target: State, actor: Actor, action: 
 
 
 async def move_or_conflict(engine: Engine, m: Message, target: State, actor: Actor, action: Action,
-                           **kwargs: object) -> None:
+                           audit: dict[str, object] | None = None, **values: object) -> None:
     """``move``, or a TransitionError naming the state another request
     left the message in."""
-    if not await move(engine, m, target, actor, action, **kwargs):
+    if not await move(engine, m, target, actor, action, audit, **values):
         now = await load(engine, m.id)
         raise TransitionError(State(now.state), action)

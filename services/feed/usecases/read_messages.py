@@ -10,7 +10,7 @@ import structlog
 
 from pydantic import BaseModel, Field
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.feed import content
 from services.feed.domain import MessageStats, StaffReport, State
@@ -112,7 +112,7 @@ async def list_messages(engine: Engine, settings: FeedSettings, *, limit: int,
         q = select(Message)
         if state is not None:
             q = q.where(Message.state == state.value)
-        rows = list(session.exec(q.order_by(Message.created_at.desc(), Message.id).limit(limit)))
+        rows = list(session.exec(q.order_by(col(Message.created_at).desc(), col(Message.id)).limit(limit)))
         return [view(session, m, settings, listed=True) for m in rows]
 
     return await in_session(engine, load)
@@ -125,7 +125,7 @@ async def take_figures(engine: Engine, settings: FeedSettings, now: datetime) ->
     def take(session: Session) -> None:
         since = now - REACH_AFTERLIFE
         for message in list(session.exec(select(Message).where(
-                (Message.state == State.published.value) | (Message.withdrawn_at >= since)))):
+                (col(Message.state) == State.published.value) | (col(Message.withdrawn_at) >= since)))):
             try:
                 staff_figures(session, message, settings)
             except Exception as exc:  # one message's figures must not stop the others'

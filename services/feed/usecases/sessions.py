@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
+from sqlmodel import Session, col
 
 from services.feed.domain import BOOTSTRAP, Actor
 from services.feed.store import StaffAccount, StaffSessionEpoch
@@ -44,8 +44,8 @@ async def end_sessions(engine: Engine, actor_id: str, epoch: int) -> None:
     def bump(s: Session) -> None:
         if s.get(StaffSessionEpoch, actor_id) is None:
             insert_or_get(s, StaffSessionEpoch(actor_id=actor_id, epoch=0), StaffSessionEpoch, actor_id)
-        s.exec(update(StaffSessionEpoch).where(StaffSessionEpoch.actor_id == actor_id,
-                                               StaffSessionEpoch.epoch == epoch)
+        s.exec(update(StaffSessionEpoch).where(col(StaffSessionEpoch.actor_id) == actor_id,
+                                               col(StaffSessionEpoch.epoch) == epoch)
                .values(epoch=StaffSessionEpoch.epoch + 1))
         s.commit()
 

@@ -4,7 +4,7 @@ and the audit trail of everything staff did."""
 from __future__ import annotations
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.feed.domain import Actor, Role
 from services.feed.errors import NotFound
@@ -31,7 +31,7 @@ async def create_account(engine: Engine, name: str, role: Role, actor: Actor) ->
 
 async def list_accounts(engine: Engine) -> list[StaffAccount]:
     return await in_session(engine, lambda s: list(
-        s.exec(select(StaffAccount).order_by(StaffAccount.created_at, StaffAccount.id))))
+        s.exec(select(StaffAccount).order_by(col(StaffAccount.created_at), col(StaffAccount.id)))))
 
 
 async def revoke_account(engine: Engine, account_id: str, actor: Actor) -> StaffAccount:
@@ -61,13 +61,13 @@ async def read_audit(engine: Engine, *, limit: int, before: int | None = None, a
     def load(session: Session) -> list[AuditEntry]:
         q = select(AuditEntry)
         if before is not None:
-            q = q.where(AuditEntry.id < before)
+            q = q.where(col(AuditEntry.id) < before)
         if action is not None:
             q = q.where(AuditEntry.action == action)
         if actor is not None:
             q = q.where(AuditEntry.actor_id == actor)
         if target is not None:
             q = q.where(AuditEntry.target == target)
-        return list(session.exec(q.order_by(AuditEntry.id.desc()).limit(limit)))
+        return list(session.exec(q.order_by(col(AuditEntry.id).desc()).limit(limit)))
 
     return await in_session(engine, load)

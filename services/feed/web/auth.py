@@ -43,6 +43,8 @@ async def end_sessions(request: Request, session: WebSession) -> None:
     """Sign-out: every console session of this account ends, on every
     device and replica. Only a current session may do it (compare-and-set
     on the epoch it carries)."""
+    if session.sub is None or session.ep is None:  # not signed in: nothing to end
+        return
     found = await account_of(request, session.sub)
     if found is None or not session.current(found[1], found[2]):
         return

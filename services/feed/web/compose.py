@@ -12,7 +12,7 @@ from starlette.datastructures import FormData
 from services.feed.content import ChannelLimit, render_markdown
 from shared.events import Variants
 from shared.postlength import short_post
-from shared.web.forms import blank_to_none, words
+from shared.web.forms import blank_to_none, field, words
 
 CAMPAIGN_TZ = ZoneInfo("Europe/Paris")  # times typed in the console are the campaign's local time
 
@@ -36,13 +36,13 @@ def priority(value: str | None) -> int:
 
 def draft_fields(form: FormData) -> dict:
     """What MessageDraft takes, from the form (validated by the model)."""
-    short = blank_to_none(form.get("short_text"))
+    short = blank_to_none(field(form, "short_text"))
     return {
-        "title": form.get("title", ""), "body": form.get("body", ""), "link": blank_to_none(form.get("link")),
-        "interests": form.getlist("interests") or words(form.get("interests_text")),
-        "regions": words(form.get("regions")), "priority": priority(form.get("priority")),
-        "publish_at": local_time(form.get("publish_at"), "publish_at"),
-        "expires_at": local_time(form.get("expires_at"), "expires_at"),
+        "title": form.get("title", ""), "body": form.get("body", ""), "link": blank_to_none(field(form, "link")),
+        "interests": form.getlist("interests") or words(field(form, "interests_text")),
+        "regions": words(field(form, "regions")), "priority": priority(field(form, "priority")),
+        "publish_at": local_time(field(form, "publish_at"), "publish_at"),
+        "expires_at": local_time(field(form, "expires_at"), "expires_at"),
         "variants": {"email": {"subject": form.get("email_subject", ""), "body": form.get("email_body", "")},
                      **({"short": {"text": short}} if short else {})},
     }

@@ -22,6 +22,7 @@ from services.feed.usecases.withdraw import withdraw
 from services.feed.web.auth import allowed, web_actor
 from services.feed.web.compose import as_form, draft_fields, measure, preview_html
 from shared.web.errors import answer
+from shared.web.forms import field
 from shared.web.pages import problems, render, site_of
 from shared.web.session import csrf_protect
 
@@ -30,7 +31,7 @@ router = APIRouter(prefix="/console", include_in_schema=False, dependencies=[Dep
 
 # What a form can be refused with: the use cases' errors (answered as the
 # API would), the schema's, and ours reading the form (they name the field).
-REFUSALS = (*ANSWERS, ValidationError, ValueError)
+REFUSALS: tuple[type[Exception], ...] = (*ANSWERS, ValidationError, ValueError)
 
 
 def refusal(exc: Exception) -> tuple[int, list[str]]:
@@ -74,7 +75,7 @@ async def save(request: Request, engine: EngineDep, bus: BusDep, limits: LimitsD
     form = await request.form()
     publishing = form.get("action") == "publish"
     allowed(request, Role.publisher if publishing else Role.editor)
-    key = form.get("idempotency_key") or None  # a double submit makes one message
+    key = field(form, "idempotency_key") or None  # a double submit makes one message
     try:
         draft = MessageDraft.model_validate(draft_fields(form))
         if publishing:

@@ -13,7 +13,7 @@ from services.feed.domain import Actor, Role, role_allows
 from services.feed.usecases.taxonomy import read_taxonomy, replace_taxonomy
 from services.feed.web.auth import allowed, web_actor
 from services.feed.web.messages import REFUSALS, refusal
-from shared.web.forms import lines
+from shared.web.forms import field, lines
 from shared.web.pages import render, site_of
 from shared.web.session import csrf_protect
 
@@ -50,7 +50,7 @@ async def taxonomy_page(request: Request, actor: Actor = Depends(web_actor)):
 @router.post("")
 async def replace(request: Request, engine: EngineDep, bus: BusDep, actor: Actor = Depends(web_actor)):
     allowed(request, Role.admin)
-    text = (await request.form()).get("terms", "")
+    text = field(await request.form(), "terms") or ""
     try:
         await replace_taxonomy(engine, bus, TaxonomyIn(terms=parse_terms(text)).terms, actor)
     except REFUSALS as exc:

@@ -92,6 +92,7 @@ class Decision:
 
     def suggestions(self) -> Iterator[Suggestion]:
         for p in self.publish:
+            assert self.at is not None  # a decision that publishes always says when
             yield suggestion(p, self.at)
 
 

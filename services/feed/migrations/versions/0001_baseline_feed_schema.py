@@ -10,7 +10,7 @@ feed starts (services/feed/store.py ``create_schema``), then upgraded.
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the column types autogenerate names
 
 
 revision = '0001'

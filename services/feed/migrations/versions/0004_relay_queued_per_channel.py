@@ -7,7 +7,7 @@ Create Date: 2026-11-24 13:50:00
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the column types autogenerate names
 
 
 revision = '0004'
