@@ -21,9 +21,9 @@ from sqlmodel import Session, select
 
 from services.contacts.store import SignInLink, Volunteer
 from shared.auth import hash_token
-from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
-from tests.volunteer_accounts import new_volunteer
-from tests.web_client import Browser
+from tests.support.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.web_client import Browser
 
 PROVISIONING = {"Authorization": f"Bearer {PROVISIONING_TOKEN}"}
 ALICE = ("Alice Martin", "alice@benevoles.example")

@@ -29,11 +29,11 @@ from sqlmodel import Session
 from services.contacts.app import create_app
 from services.contacts.auto_relay import AUTO_RELAYS
 from services.contacts.store import Relay, TaxonomyTerm
-from tests.apps import contacts_settings
+from tests.support.apps import contacts_settings
 from tests.test_contacts_api import contacts, offer, relay_jobs  # noqa: F401 (the fixture)
 from tests.support.http_api import add_contact, new_volunteer
 from tests.test_web_volunteer import signed_in
-from tests.waiting import poll
+from tests.support.waiting import poll
 
 TAXONOMY = ("education", "seniors", "transport")
 

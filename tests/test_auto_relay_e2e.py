@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.volunteer_accounts import new_volunteer
-from tests.waiting import poll
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
 TERMS = [{"name": "education", "label_fr": "Éducation", "label_en": "Education"},

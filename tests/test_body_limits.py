@@ -28,7 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shared.web.limits import BodyLimit, BodyLimits
-from tests.waiting import poll
+from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig, free_port
 
 MiB = 1 << 20

@@ -12,7 +12,7 @@ from pydantic import BaseModel
 
 from shared import asyncapi, catalogue
 from shared.catalogue import SERVICES, STREAMS, SUBJECTS, subject_matches
-from tests.apps import build_apps
+from tests.support.apps import build_apps
 from tools import subjects_table
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -17,8 +17,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.volunteer_accounts import new_volunteer
-from tests.waiting import poll
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -46,7 +46,7 @@ from services.contacts.store import CampaignMessage, ImportJob, Invite, SentItem
 from shared.auth import hash_token
 from shared.catalogue import DISPATCH_JOBS_STREAM, SUPPRESSIONS_STREAM
 from shared.events import utcnow
-from tests.apps import PROVISIONING_TOKEN, contacts_settings
+from tests.support.apps import PROVISIONING_TOKEN, contacts_settings
 from tests.support.http_api import (
     PROOF,
     add_contact,
@@ -60,9 +60,9 @@ from tests.support.http_api import (
     new_volunteer,
     upload,
 )
-from tests.streams import stream_payloads
-from tests.waiting import poll
-from tests.transit_keys import opened_job  # jobs are sealed on the stream: opened as dispatch-email does
+from tests.support.streams import stream_payloads
+from tests.support.waiting import poll
+from tests.support.transit_keys import opened_job  # jobs are sealed on the stream: opened as dispatch-email does
 
 CAMPAIGN = "Lyon en commun"
 PUBLIC_URL = "https://contacts.campagne.example"

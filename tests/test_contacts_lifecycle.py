@@ -22,9 +22,9 @@ from shared.events import (
     Variants,
     utcnow,
 )
-from tests.apps import PROVISIONING_TOKEN, contacts_settings
-from tests.volunteer_accounts import new_volunteer
-from tests.waiting import poll
+from tests.support.apps import PROVISIONING_TOKEN, contacts_settings
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.waiting import poll
 
 
 @pytest.fixture

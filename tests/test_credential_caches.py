@@ -18,7 +18,7 @@ from pydantic import SecretStr
 from services.dispatch.email.own_smtp import OwnAccounts
 from shared.egress import EgressPolicy
 from shared.smtp_identity import SmtpIdentity
-from tests.conftest import SmtpRecorder
+from tests.support.servers import SmtpRecorder
 from tools.stack import free_port
 
 MAIL = b"Subject: une reunion\r\n\r\nRendez-vous jeudi.\r\n"

@@ -40,8 +40,8 @@ from shared.catalogue import (
 from shared.events import Channel, DeliveryStatus, DispatchResult, EmailJob, MessageWithdrawn, OpenedEmailJob, Suppressed
 from shared.sealed import TransitSealer, seal_email
 from shared.settings import CommonSettings
-from tests.transit_keys import TRANSIT_KEYS
-from tests.conftest import SmtpRecorder
+from tests.support.transit_keys import TRANSIT_KEYS
+from tests.support.servers import SmtpRecorder
 from tools.stack import free_port
 
 FROM = "relais@campagne.example"

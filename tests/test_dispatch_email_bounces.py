@@ -28,10 +28,10 @@ from shared.catalogue import DISPATCH_BOUNCES_STREAM, EMAIL_BOUNCE, EMAIL_RESULT
 from shared.db import make_engine
 from shared.events import BounceReported, Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
 from shared.outcomes import OutcomeKind
-from tests.apps import contacts_settings
+from tests.support.apps import contacts_settings
 from tests.test_dispatch_email import FROM, LIST_ID, job, settings
-from tests.test_feed_helpers import ADMIN, message, publish_raw, running_feed
-from tests.waiting import poll
+from tests.support.feed import ADMIN, message, publish_raw, running_feed
+from tests.support.waiting import poll
 
 TOKEN = "bounce-token-0123456789abcdef"
 

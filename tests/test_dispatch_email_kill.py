@@ -19,7 +19,7 @@ import nats
 from shared.messaging import Bus
 from shared.catalogue import CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, EMAIL_JOB
 from shared.events import Channel
-from tests.transit_keys import TRANSIT_KEYS
+from tests.support.transit_keys import TRANSIT_KEYS
 from tests.test_dispatch_email import FROM, job, sealed
 from tools.stack import free_port
 

@@ -57,9 +57,9 @@ from shared.egress import (
 from shared.catalogue import EMAIL_JOB, MASTODON_JOB
 from shared.events import Channel, DeliveryStatus
 from shared.settings import CommonSettings
-from tests.apps import contacts_settings
-from tests.conftest import SmtpServer, start_nats
-from tests.fake_social import FakeSocial, Served
+from tests.support.apps import contacts_settings
+from tests.support.servers import SmtpServer, start_nats
+from tests.support.fake_social import FakeSocial, Served
 from tests.test_http_api import loc_of, new_volunteer
 from tests.test_social_adapters import BSKY, job
 from tools.stack import free_port, nats_server_binary, wait_for_port
@@ -382,7 +382,7 @@ async def test_tls_still_verifies_the_name_on_a_pinned_connection(tls_server):
 async def test_smtp_tls_still_verifies_the_name_on_a_pinned_socket(tmp_path, monkeypatch):
     from aiosmtpd.controller import Controller
 
-    from tests.conftest import SmtpRecorder
+    from tests.support.servers import SmtpRecorder
 
     cert, key = _certificate("smtp.example")
     (tmp_path / "cert.pem").write_bytes(cert)

@@ -11,9 +11,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import create_pg_database, drop_pg_database
-from tests.volunteer_accounts import new_volunteer
-from tests.waiting import poll
+from tests.support.servers import create_pg_database, drop_pg_database
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
 CONTACTS = [

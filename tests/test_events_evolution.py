@@ -49,7 +49,7 @@ from shared.events import (
     utcnow,
 )
 from shared.messaging import FakeBus
-from tests.transit_keys import TRANSIT_KEYS
+from tests.support.transit_keys import TRANSIT_KEYS
 
 HASH = "ab" * 32
 NEWER = {"added_in_v2": {"a": [1, 2], "b": None}, "priority_hint": "high"}  # what a newer producer adds
@@ -421,7 +421,7 @@ def test_the_sealed_content_of_an_email_job_stays_strict():
 
     from shared.sealed import open_email, seal_email
     from shared.events import OpenedEmailJob
-    from tests.transit_keys import EMAIL_SEALER
+    from tests.support.transit_keys import EMAIL_SEALER
 
     opened = OpenedEmailJob(job_id="j-1", relay_id="r-1", message_id="m-1", volunteer_id="vol-1", recipient_hash=HASH,
                             sender_name="Camille", reply_to="camille@exemple.fr", recipient_name="Léa",

@@ -155,7 +155,7 @@ async def test_a_social_dispatcher_learns_a_withdrawal():
     from services.dispatch.social.settings import MastodonDispatchSettings
     from services.dispatch.social.app import SocialDispatcher
     from shared.catalogue import DISPATCH_MASTODON, MASTODON_JOB, MASTODON_RESULT
-    from tests.transit_keys import TRANSIT_KEYS
+    from tests.support.transit_keys import TRANSIT_KEYS
 
     bus = FakeBus(DISPATCH_MASTODON)
     settings = MastodonDispatchSettings(_env_file=None, transit_key=SecretStr(TRANSIT_KEYS[Channel.mastodon]))

@@ -19,10 +19,10 @@ from sqlmodel import Session
 from services.feed.store import message_facts
 from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE, TAXONOMY_STREAM
 from shared.events import Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
-from tests.apps import PROVISIONING_TOKEN
-from tests.conftest import NatsServer, start_nats
-from tests.streams import feed_events, stream_messages
-from tests.test_feed_helpers import (
+from tests.support.apps import PROVISIONING_TOKEN
+from tests.support.servers import NatsServer, start_nats
+from tests.support.streams import feed_events, stream_messages
+from tests.support.feed import (
     ADMIN,
     bearer,
     later,
@@ -31,7 +31,7 @@ from tests.test_feed_helpers import (
     running_feed,
     staff_token,
 )
-from tests.waiting import poll
+from tests.support.waiting import poll
 
 UNAUTHORIZED = {"detail": "missing or invalid bearer token"}
 

@@ -48,9 +48,9 @@ from services.feed.store import (
 from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE
 from shared.db import make_engine
 from shared.events import Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
-from tests.apps import STAFF_TOKEN
-from tests.test_feed_helpers import ADMIN, message, publish_raw, running_feed
-from tests.waiting import poll
+from tests.support.apps import STAFF_TOKEN
+from tests.support.feed import ADMIN, message, publish_raw, running_feed
+from tests.support.waiting import poll
 from tools import cli
 from tools.stack import free_port
 

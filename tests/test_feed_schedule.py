@@ -11,10 +11,10 @@ from datetime import datetime
 from pathlib import Path
 
 from shared.catalogue import TAXONOMY_STREAM
-from tests.conftest import start_nats
-from tests.streams import feed_events, stream_messages
-from tests.test_feed_helpers import ADMIN, later, message, running_feed
-from tests.waiting import poll
+from tests.support.servers import start_nats
+from tests.support.streams import feed_events, stream_messages
+from tests.support.feed import ADMIN, later, message, running_feed
+from tests.support.waiting import poll
 
 TERMS = [{"name": "education", "label_fr": "Éducation", "label_en": "Education"}]
 

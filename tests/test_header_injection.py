@@ -54,12 +54,12 @@ from shared.blind_index import BlindIndex
 from shared.catalogue import DISPATCH_RESULTS_STREAM
 from shared.events import Channel, OpenedEmailJob
 from shared.sealed import TransitSealer, seal_email
-from tests.apps import contacts_settings
-from tests.conftest import SmtpRecorder, SmtpServer
-from tests.streams import stream_payloads
+from tests.support.apps import contacts_settings
+from tests.support.servers import SmtpRecorder, SmtpServer
+from tests.support.streams import stream_payloads
 from tests.test_web_volunteer import contact_ids, import_file, signed_in
-from tests.volunteer_accounts import new_volunteer
-from tests.waiting import poll
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig, dev_keys, dev_transit_key, free_port
 
 HOSTILE = "Eve\r\nX-Injected: yes\r\nContent-Type: text/html\r\n\r\n<a href=https://evil.example/>Cliquez</a>"

@@ -15,7 +15,7 @@ from shared.messaging import Bus
 from shared.catalogue import CONTACTS, PROFILE_UPDATED
 from shared.events import InterestProfile
 from tests.test_matcher_service import feed_publish, message, settings, stored_suggestions, wait_ready
-from tests.waiting import poll
+from tests.support.waiting import poll
 
 VOLUNTEERS = [f"vol-{i:03d}" for i in range(200)]
 

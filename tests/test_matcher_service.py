@@ -36,7 +36,7 @@ from shared.events import (
     utcnow,
 )
 from shared.settings import CommonSettings
-from tests.waiting import poll
+from tests.support.waiting import poll
 
 VARIANTS = Variants.model_validate({"email": {"subject": "Écoles", "body": "…"}})
 MESSAGE = MessagePublished(message_id="m-schools", title="Écoles", body="…", interests=("education",),

@@ -16,7 +16,8 @@ from shared.messaging import Bus, inbox_prefix
 from shared.catalogue import (
     CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, EMAIL_JOB, FEED, MATCHER, SERVICES, SUBJECTS, subject_matches,
 )
-from tests.nats_auth import REFUSED, ROOT, connect, secured, secured_config, server_env  # noqa: F401 (fixtures)
+from tests.support.nats_auth import REFUSED, secured_config, server_env
+from tests.support.paths import ROOT
 from tools.nats_permissions import DEFAULT_PATH, main as permissions_main, permissions
 from tools.stack import free_port, nats_server_binary
 
@@ -135,7 +136,7 @@ async def test_feed_cannot_publish_a_job_and_a_wrong_password_is_refused(connect
 def test_the_helm_values_run_a_jetstream_cluster_and_give_every_user_its_password():
     import yaml
 
-    from tests.nats_auth import USERS
+    from tests.support.nats_auth import USERS
     from tools.nats_permissions import password_variable
 
     values = yaml.safe_load((ROOT / "deploy/nats/values.yaml").read_text())

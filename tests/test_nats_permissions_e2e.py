@@ -11,7 +11,7 @@ import pytest
 
 import tests.test_end_to_end as journey
 from shared.catalogue import SERVICES
-from tests.nats_auth import secured_config, server_env
+from tests.support.nats_auth import secured_config, server_env
 from tools.stack import Ports, Stack, StackConfig, nats_server_binary
 from tools.streams import STREAMS_USER
 

@@ -31,8 +31,9 @@ from shared.catalogue import (
     CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, DISPATCH_MASTODON, EMAIL_JOB, FEED_STREAM, MATCHER, SERVICES,
     STREAMS, SUBJECTS, SUPPRESSION_ADDED, SUPPRESSIONS_STREAM, subject_matches, streams_of,
 )
-from tests.conftest import apply_streams_now, start_nats
-from tests.nats_auth import REFUSED, ROOT, Client, connect, secured  # noqa: F401 (fixtures)
+from tests.support.servers import apply_streams_now, start_nats
+from tests.support.nats_auth import REFUSED, Client
+from tests.support.paths import ROOT
 from tools.nats_permissions import OPS_USER, permissions
 from tools.streams import STREAMS_USER, Outcome, apply, apply_streams
 from tools.streams import main as streams_main

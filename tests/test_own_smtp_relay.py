@@ -17,9 +17,9 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from tests.conftest import SmtpRecorder, SmtpServer
+from tests.support.servers import SmtpRecorder, SmtpServer
 from tests.test_relay_fanout import volunteer
-from tests.waiting import poll
+from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig, free_port
 
 LOGIN, PASSWORD = "alice.login", "own-smtp-secret-4242"

@@ -16,9 +16,9 @@ from urllib.parse import parse_qs, urlparse
 import httpx
 import pytest
 
-from tests.fake_social import FakeSocial, Served
-from tests.volunteer_accounts import new_volunteer
-from tests.waiting import poll
+from tests.support.fake_social import FakeSocial, Served
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
 LINK = "https://campagne.example/ecoles"

@@ -18,9 +18,9 @@ from services.contacts.app import create_app as contacts_app
 from services.feed.app import create_app as feed_app
 from services.feed.settings import FeedSettings
 from shared.settings import CommonSettings
-from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN, contacts_settings
-from tests.volunteer_accounts import new_volunteer
-from tests.web_client import Browser
+from tests.support.apps import PROVISIONING_TOKEN, STAFF_TOKEN, contacts_settings
+from tests.support.volunteer_accounts import new_volunteer
+from tests.support.web_client import Browser
 
 ALICE = ("Alice Martin", "alice@benevoles.example")
 STAFF = {"Authorization": f"Bearer {STAFF_TOKEN}"}

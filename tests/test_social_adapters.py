@@ -17,7 +17,7 @@ from services.dispatch.social.x import XPoster
 from shared.egress import EgressPolicy, PinnedClient
 from shared.events import SocialPostJob
 from shared.postlength import mastodon_length
-from tests.fake_social import FakeSocial, Served
+from tests.support.fake_social import FakeSocial, Served
 
 LINK = "https://campagne.example/ecoles"
 

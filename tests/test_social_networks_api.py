@@ -19,7 +19,7 @@ from services.contacts.store import NetworkAccount, Volunteer
 from services.contacts.sharing import share_links
 from shared.events import Channel
 from shared.smtp_identity import SmtpIdentity
-from tests.apps import contacts_settings
+from tests.support.apps import contacts_settings
 from tests.support.http_api import loc_of, new_volunteer
 
 MASTODON = {"instance_url": "https://mastodon.example", "access_token": "mastodon-secret-token-4242",

@@ -27,8 +27,8 @@ from shared.catalogue import (
 from shared.events import Channel, DeliveryStatus, DispatchResult, MessageWithdrawn, SocialPostJob
 from shared.sealed import TransitKeys, seal_post
 from shared.settings import CommonSettings
-from tests.fake_social import FakeSocial, Served
-from tests.transit_keys import CONTACTS_TRANSIT_KEYS, TRANSIT_KEYS
+from tests.support.fake_social import FakeSocial, Served
+from tests.support.transit_keys import CONTACTS_TRANSIT_KEYS, TRANSIT_KEYS
 
 # contacts holds every network's key; each dispatcher only its own
 KEYS = TransitKeys.from_secret(SecretStr(CONTACTS_TRANSIT_KEYS))

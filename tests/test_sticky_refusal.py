@@ -37,11 +37,11 @@ from services.contacts.app import create_app
 from shared.messaging import Bus
 from shared.catalogue import FEED, MATCHER, MESSAGE_PUBLISHED, SUGGESTION_MADE
 from shared.events import MessagePublished, Suggestion, Variants
-from tests.apps import BOUNCE_TOKEN, PROVISIONING_TOKEN, build_apps, contacts_settings
-from tests.conftest import SmtpRecorder
-from tests.volunteer_accounts import NewVolunteer, new_volunteer
-from tests.web_client import Browser
-from tests.waiting import poll
+from tests.support.apps import BOUNCE_TOKEN, PROVISIONING_TOKEN, build_apps, contacts_settings
+from tests.support.servers import SmtpRecorder
+from tests.support.volunteer_accounts import NewVolunteer, new_volunteer
+from tests.support.web_client import Browser
+from tests.support.waiting import poll
 
 PUBLIC_URL = "https://contacts.campagne.example"
 PROOF = "trust me"

@@ -16,8 +16,8 @@ from services.feed.app import create_app
 from services.feed.settings import FeedSettings
 from shared.postlength import graphemes, mastodon_length, short_post, x_length
 from shared.settings import CommonSettings
-from tests.apps import STAFF_TOKEN
-from tests.web_client import Browser
+from tests.support.apps import STAFF_TOKEN
+from tests.support.web_client import Browser
 
 ADMIN = {"Authorization": f"Bearer {STAFF_TOKEN}"}
 PAGES = ("/console/messages", "/console/compose", "/console/taxonomy")

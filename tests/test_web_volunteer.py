@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.contacts.app import create_app
-from tests.apps import PROVISIONING_TOKEN, contacts_settings
-from tests.waiting import poll
-from tests.web_client import Browser, csrf_of
+from tests.support.apps import PROVISIONING_TOKEN, contacts_settings
+from tests.support.waiting import poll
+from tests.support.web_client import Browser, csrf_of
 
 PAGES = ("/app/inbox", "/app/contacts", "/app/networks", "/app/interests", "/app/history", "/app/import")
 ADMIN = {"Authorization": f"Bearer {PROVISIONING_TOKEN}"}

@@ -20,7 +20,7 @@ import httpx
 from playwright.sync_api import expect
 
 from tests.browser.pages import check_and_shoot, watch_console
-from tests.waiting import poll
+from tests.support.waiting import poll
 
 CSV = ("First Name,Last Name,E-mail Address,Categories\n"
        "Camille,Durand,camille.durand@exemple.fr,education\n"

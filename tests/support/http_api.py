@@ -14,9 +14,9 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
-from tests.apps import PROVISIONING_TOKEN, STAFF_TOKEN
-from tests.volunteer_accounts import new_volunteer as invited_and_redeemed
-from tests.waiting import poll
+from tests.support.apps import PROVISIONING_TOKEN, STAFF_TOKEN
+from tests.support.volunteer_accounts import new_volunteer as invited_and_redeemed
+from tests.support.waiting import poll
 
 # Public by design: probes, metrics, and the API documents (OpenAPI, AsyncAPI),
 # which describe the interfaces and hold no data.

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from services.feed.app import create_app
 from services.feed.settings import FeedSettings
 from shared.settings import CommonSettings
-from tests.apps import STAFF_TOKEN
+from tests.support.apps import STAFF_TOKEN
 
 ADMIN = {"Authorization": f"Bearer {STAFF_TOKEN}"}
 

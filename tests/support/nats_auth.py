@@ -9,22 +9,16 @@ from __future__ import annotations
 import asyncio
 import secrets
 import shutil
-import subprocess
-from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import nats
-import pytest
 
-from shared.messaging import inbox_prefix
 from shared.catalogue import SERVICES
-from tests.conftest import apply_streams_now
+from tests.support.paths import ROOT
 from tools.nats_permissions import DEFAULT_PATH, OPS_USER, password_variable
-from tools.stack import free_port, nats_server_binary, wait_for_port
 from tools.streams import STREAMS_USER
 
-ROOT = Path(__file__).resolve().parent.parent
 USERS = (*SERVICES, STREAMS_USER, OPS_USER)
 REFUSED = 1.0  # seconds a refused request waits for the reply that never comes
 
@@ -60,20 +54,6 @@ class Secured:
     passwords: dict[str, str]
 
 
-@pytest.fixture
-def secured(tmp_path) -> Iterator[Secured]:
-    port = free_port()
-    conf, passwords = secured_config(tmp_path / "nats", port)
-    proc = subprocess.Popen([nats_server_binary(), "-c", str(conf)], env=server_env(passwords),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_port(port, 10)
-    url = f"nats://127.0.0.1:{port}"
-    apply_streams_now(url, user=STREAMS_USER, password=passwords[STREAMS_USER])  # the ops step, as in production
-    yield Secured(url, passwords)
-    proc.terminate()
-    proc.wait(10)
-
-
 @dataclass
 class Client:
     nc: nats.NATS
@@ -89,24 +69,3 @@ class Client:
                 return True
             await asyncio.sleep(0.05)
         return False
-
-
-@pytest.fixture
-async def connect(secured: Secured) -> AsyncIterator:
-    clients: list[Client] = []
-
-    async def as_user(user: str, password: str | None = None) -> Client:
-        client = Client(None)  # type: ignore[arg-type]
-
-        async def on_error(exc: Exception) -> None:
-            client.errors.append(str(exc))
-
-        client.nc = await nats.connect(secured.url, user=user, password=password or secured.passwords[user],
-                                       inbox_prefix=inbox_prefix(user), error_cb=on_error,
-                                       allow_reconnect=False)
-        clients.append(client)
-        return client
-
-    yield as_user
-    for client in clients:
-        await client.nc.close()

@@ -18,7 +18,7 @@ from services.matcher.app import create_app as matcher_app
 from services.matcher.settings import MatcherSettings
 from shared.events import Channel
 from shared.settings import CommonSettings
-from tests.transit_keys import CONTACTS_TRANSIT_KEYS, TRANSIT_KEYS
+from tests.support.transit_keys import CONTACTS_TRANSIT_KEYS, TRANSIT_KEYS
 
 STAFF_TOKEN = "staff-token-for-tests-0123456789"
 PROVISIONING_TOKEN = "provisioning-token-for-tests-0123456789"
