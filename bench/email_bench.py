@@ -85,7 +85,8 @@ class CountingSink:
     ``done <first> <last>`` (wall-clock times) on stdout at the N-th."""
 
     def __init__(self) -> None:
-        self.count, self.expected, self.first, self.last = 0, None, 0.0, 0.0
+        self.count, self.first, self.last = 0, 0.0, 0.0
+        self.expected: int | None = None
 
     async def handle_DATA(self, server, session, envelope):
         now = time.time()
@@ -119,26 +120,29 @@ class Sink:
         self.port = port
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.email_bench", "--sink", str(port)], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        assert self.proc.stdout.readline().strip() == "ready"
+        stdin, stdout = self.proc.stdin, self.proc.stdout
+        assert stdin is not None and stdout is not None  # both are pipes
+        self.stdin, self.stdout = stdin, stdout
+        assert self.stdout.readline().strip() == "ready"
 
     def expect(self, n: int) -> None:
-        self.proc.stdin.write(f"expect {n}\n")
-        self.proc.stdin.flush()
+        self.stdin.write(f"expect {n}\n")
+        self.stdin.flush()
 
     async def done(self) -> tuple[float, float]:
-        line = await asyncio.to_thread(self.proc.stdout.readline)
+        line = await asyncio.to_thread(self.stdout.readline)
         _, first, last = line.split()
         return float(first), float(last)
 
     def stop(self) -> None:
-        self.proc.stdin.close()
+        self.stdin.close()
         self.proc.wait(10)
 
 
 # -- the two runs --------------------------------------------------------------------------------------
 
 
-async def raw_loop(sink: Sink, n: int, pool: int) -> float:
+async def raw_loop(sink: Sink, n: int, pool: int) -> tuple[float, dict[str, float]]:
     """The baseline: ``pool`` persistent aiosmtplib connections, each
     sending its share of N ready-made messages one after the other."""
     from services.dispatch.email.domain.message import compose, wire
