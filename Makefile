@@ -28,6 +28,10 @@ CHROMIUM ?= /usr/bin/chromium
 browser: ## Debian's chromium for the browser tests (apt-get install when missing)
 	@test -x $(CHROMIUM) || { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; }
 
+lint: install ## ruff (pyflakes, bugbear) and mypy, as pyproject.toml configures them
+	$(PY) -m ruff check .
+	$(PY) -m mypy
+
 test: install browser ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
