@@ -143,6 +143,21 @@ async def connect(secured: Secured) -> AsyncIterator:
         await client.nc.close()
 
 
+# -- the social networks ------------------------------------------------------------
+
+
+@pytest.fixture
+def fake():
+    """A fake Mastodon, Bluesky and X on a local port, knowing Alice's
+    credentials (tests.support.social.BSKY, MASTODON, "x-alice")."""
+    from tests.support.fake_social import FakeSocial, Served
+    from tests.support.social import BSKY
+
+    with Served(FakeSocial(mastodon_tokens={"tok-alice"}, bsky_passwords={BSKY["handle"]: BSKY["app_password"]},
+                           x_tokens={"x-alice"})) as server:
+        yield server
+
+
 # -- the services in process, their lifespan running ----------------------------------
 # Imported when used: a pure test must not pay for (or be broken by) loading
 # every service.

@@ -29,7 +29,7 @@ from shared.db import make_engine
 from shared.events import BounceReported, Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
 from shared.outcomes import OutcomeKind
 from tests.support.apps import contacts_settings
-from tests.test_dispatch_email import FROM, LIST_ID, job, settings
+from tests.support.dispatch_email import FROM, LIST_ID, job, settings
 from tests.support.feed import ADMIN, message, publish_raw, running_feed
 from tests.support.waiting import poll
 

@@ -5,7 +5,6 @@ real aiosmtpd server: personalised multipart mail, DKIM verified by dkimpy,
 
 from __future__ import annotations
 
-import asyncio
 import email
 import email.policy
 import re
@@ -20,15 +19,14 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jinja2.exceptions import SecurityError
 
 from services.dispatch.email.domain.message import compose
-from services.dispatch.email.limits import SendLimits
 from services.dispatch.email.domain.render import Templates
 from services.dispatch.email.ledger import open_ledger
-from services.dispatch.rate_limit import Throttle, TokenBucket
+from services.dispatch.email.limits import SendLimits
 from services.dispatch.email.settings import EmailDispatchSettings
+from services.dispatch.rate_limit import Throttle, TokenBucket
 from shared.catalogue import DISPATCH_DEAD_STREAM, EMAIL_DEAD, EMAIL_JOB
 from shared.events import DeadLetter, DeliveryStatus
-from tests.support.servers import SmtpRecorder
-from tests.test_dispatch_email import (
+from tests.support.dispatch_email import (
     FROM,
     LIST_ID,
     consumer_settled,
@@ -40,6 +38,7 @@ from tests.test_dispatch_email import (
     settings,
     text_of,
 )
+from tests.support.servers import SmtpRecorder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -343,14 +342,13 @@ def test_env_example_lists_every_email_dispatch_setting():
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # a test server, on loopback
 async def test_the_pool_logs_in_with_the_configured_account():
+    import aiosmtplib
     from aiosmtpd.controller import Controller
     from aiosmtpd.smtp import AuthResult
 
-    import aiosmtplib
-
     from services.dispatch.email.domain.message import Outcome, classify_smtp_code, wire
     from services.dispatch.email.smtp import SmtpPool
-    from tests.test_dispatch_email import plain
+    from tests.support.dispatch_email import plain
     from tools.stack import free_port
 
     logins = []

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import nats
 
-from shared.messaging import Bus
 from shared.catalogue import CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, EMAIL_JOB
 from shared.events import Channel
+from shared.messaging import Bus
+from tests.support.dispatch_email import FROM, job, sealed
 from tests.support.transit_keys import TRANSIT_KEYS
-from tests.test_dispatch_email import FROM, job, sealed
 from tools.stack import free_port
 
 RECIPIENTS = 2000

@@ -32,7 +32,6 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from fastapi.testclient import TestClient
-
 from sqlmodel import Session, select
 
 from services.contacts.app import create_app as create_contacts_app
@@ -44,6 +43,7 @@ from services.dispatch.social.bluesky import BlueskyPoster
 from services.dispatch.social.domain import Verdict
 from services.dispatch.social.mastodon import MastodonPoster
 from services.dispatch.social.x import XPoster
+from shared.catalogue import EMAIL_JOB, MASTODON_JOB
 from shared.egress import (
     REASON,
     EgressPolicy,
@@ -54,14 +54,12 @@ from shared.egress import (
     refused_address,
     require_pinned,
 )
-from shared.catalogue import EMAIL_JOB, MASTODON_JOB
 from shared.events import Channel, DeliveryStatus
 from shared.settings import CommonSettings
 from tests.support.apps import contacts_settings
+from tests.support.http_api import loc_of, new_volunteer
 from tests.support.servers import SmtpServer, start_nats
-from tests.support.fake_social import FakeSocial, Served
-from tests.test_http_api import loc_of, new_volunteer
-from tests.test_social_adapters import BSKY, job
+from tests.support.social import BSKY, post_job
 from tools.stack import free_port, nats_server_binary, wait_for_port
 
 PG_PORT = 5432
@@ -140,13 +138,6 @@ def nats(tmp_path: Path) -> Iterator[Nats]:
     yield server
     server.process.terminate()
     server.process.wait(10)
-
-
-@pytest.fixture
-def fake() -> Iterator[FakeSocial]:
-    with Served(FakeSocial(mastodon_tokens={"tok-alice"}, bsky_passwords={"alice.bsky.social": BSKY["app_password"]},
-                           x_tokens={"x-alice"})) as server:
-        yield server
 
 
 async def no_resolver(host: str, port: int) -> list[str]:
@@ -428,11 +419,11 @@ async def attack_every_adapter(port: int) -> list[tuple[str, object]]:
     async with PinnedClient(EgressPolicy(), timeout=3) as http:
         mastodon, bluesky = MastodonPoster(http), BlueskyPoster(http)
         for url in inward(port):
-            outcome, _ = await mastodon.post(job(1), {"instance_url": url, "access_token": "tok-alice"})
+            outcome, _ = await mastodon.post(post_job(1), {"instance_url": url, "access_token": "tok-alice"})
             answers.append(("mastodon", (outcome.verdict, outcome.reason)))
-            outcome, _ = await bluesky.post(job(1), {**BSKY, "service_url": url})
+            outcome, _ = await bluesky.post(post_job(1), {**BSKY, "service_url": url})
             answers.append(("bluesky", (outcome.verdict, outcome.reason)))
-            outcome, _ = await BlueskyPoster(http, service_url=url).post(job(1), BSKY)
+            outcome, _ = await BlueskyPoster(http, service_url=url).post(post_job(1), BSKY)
             answers.append(("bluesky default", (outcome.verdict, outcome.reason)))
             try:
                 XPoster(http, api_url=url)
@@ -489,9 +480,9 @@ async def test_a_name_resolving_inward_is_refused_at_connection_time_by_every_ad
         policy = EgressPolicy(resolver=stub({name: ["127.0.0.1"]}))
         url = f"https://{name}:{listener.port}"
         async with PinnedClient(policy, timeout=3) as http:
-            mastodon, _ = await MastodonPoster(http).post(job(1), {"instance_url": url, "access_token": "tok-alice"})
-            bluesky, _ = await BlueskyPoster(http).post(job(1), {**BSKY, "service_url": url})
-            x, _ = await XPoster(http, api_url=url).post(job(1), {"access_token": "x-alice"})
+            mastodon, _ = await MastodonPoster(http).post(post_job(1), {"instance_url": url, "access_token": "tok-alice"})
+            bluesky, _ = await BlueskyPoster(http).post(post_job(1), {**BSKY, "service_url": url})
+            x, _ = await XPoster(http, api_url=url).post(post_job(1), {"access_token": "x-alice"})
         pool = SmtpPool(SmtpAccount(name, listener.port, starttls=True, timeout=3, egress=policy))
         with pytest.raises(EgressRefused):
             await pool.send("alice@perso.example", "bob@exemple.fr", b"Subject: x\r\n\r\nx")
@@ -508,9 +499,9 @@ async def test_allow_listed_the_same_adapters_reach_the_listener(fake, smtp_serv
         policy = EgressPolicy(f"127.0.0.1:{social.port},127.0.0.1:{mail.port}")
         url = f"http://127.0.0.1:{social.port}"
         async with PinnedClient(policy, timeout=5) as http:
-            posted = [(await MastodonPoster(http).post(job(1), {"instance_url": url, "access_token": "tok-alice"}))[0],
-                      (await BlueskyPoster(http).post(job(1), {**BSKY, "service_url": url}))[0],
-                      (await XPoster(http, api_url=url).post(job(1), {"access_token": "x-alice"}))[0]]
+            posted = [(await MastodonPoster(http).post(post_job(1), {"instance_url": url, "access_token": "tok-alice"}))[0],
+                      (await BlueskyPoster(http).post(post_job(1), {**BSKY, "service_url": url}))[0],
+                      (await XPoster(http, api_url=url).post(post_job(1), {"access_token": "x-alice"}))[0]]
         pool = SmtpPool(SmtpAccount("127.0.0.1", mail.port, timeout=5, egress=policy))
         await pool.send("alice@perso.example", "bob@exemple.fr", b"Subject: allowed\r\n\r\nhello\r\n")
         await pool.close()
@@ -594,17 +585,16 @@ def test_contacts_keeps_the_origin_only_and_takes_an_allow_listed_local_server(c
 
 
 async def test_a_post_job_aimed_inward_fails_as_egress_refused_and_reaches_nothing(nats_server, fake):
-    from tests.test_social_worker import job as post_job
-    from tests.test_social_worker import results as post_results
-    from tests.test_social_worker import running
+    from tests.support.social import results as post_results
+    from tests.support.social import running, sealed_post_job
 
     async with Listener() as listener:
         targets = [f"http://127.0.0.1:{listener.port}/internal/x?y=", f"https://127.0.0.1:{nats_server.port}",
                    f"https://localhost:{PG_PORT}"]
         async with running("mastodon", nats_server.url, fake) as contacts:
-            jobs = [post_job(n, {"instance_url": url, "access_token": "tok-alice"}, "mastodon")
+            jobs = [sealed_post_job(n, {"instance_url": url, "access_token": "tok-alice"}, "mastodon")
                     for n, url in enumerate(targets, 1)]
-            jobs.append(post_job(9, {"instance_url": fake.url, "access_token": "tok-alice"}, "mastodon"))
+            jobs.append(sealed_post_job(9, {"instance_url": fake.url, "access_token": "tok-alice"}, "mastodon"))
             for j in jobs:
                 await contacts.publish(MASTODON_JOB, j, msg_id=j.job_id)
             got = {r.job_id: (r.status, r.reason) for r in await post_results(nats_server.url, "mastodon", 4)}
@@ -614,7 +604,9 @@ async def test_a_post_job_aimed_inward_fails_as_egress_refused_and_reaches_nothi
 
 
 async def test_an_email_job_through_an_inward_own_server_fails_as_egress_refused(nats_server, smtp_server):
-    from tests.test_dispatch_email import consumer_settled, dispatcher, job as email_job, results as email_results
+    from tests.support.dispatch_email import consumer_settled, dispatcher
+    from tests.support.dispatch_email import job as email_job
+    from tests.support.dispatch_email import results as email_results
 
     async with Listener() as listener:
         inward_servers = [("127.0.0.1", listener.port, "starttls"), ("127.0.0.1", nats_server.port, "tls"),
