@@ -43,7 +43,7 @@ def derived_markers(item: pytest.Item) -> set[str]:
     if names & POSTGRES_FIXTURES:
         found.add("postgres")
     callspec = getattr(item, "callspec", None)
-    if callspec is not None and callspec.params.get("db_url") == "postgresql":
+    if callspec is not None and "postgresql" in callspec.params.values():  # db_url, or a stack's database
         found.add("postgres")
     if names & BROWSER_FIXTURES:
         found.add("browser")

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_deploy_manifests import OVERLAYS, WORKLOADS, containers, of_kind
+from tests.support.manifests import OVERLAYS, WORKLOADS, containers, of_kind
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent

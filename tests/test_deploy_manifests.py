@@ -9,50 +9,27 @@ from __future__ import annotations
 
 import re
 import subprocess
-import sys
-from functools import cache
-from pathlib import Path
 
 import jsonschema
 import pytest
-import yaml
 
 from services.dispatch.__main__ import CHANNELS
 from services.matcher.domain import Partition
 from services.matcher.settings import MatcherSettings
 from shared.catalogue import SERVICES
 from shared.service import GRACEFUL_SHUTDOWN_SECONDS
+from tests.support.manifests import (
+    BIN,
+    OVERLAYS,
+    WORKLOADS,
+    containers,
+    env_of,
+    objects,
+    of_kind,
+    rendered,
+)
+from tests.support.paths import ROOT
 from tools import k8s_manifests
-
-ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
-OVERLAYS = sorted(p.name for p in (ROOT / "deploy/k8s/overlays").iterdir() if p.is_dir())
-WORKLOADS = {"Deployment", "StatefulSet"}
-
-
-@cache
-def rendered(overlay: str) -> str:
-    done = subprocess.run([BIN / "kubectl", "kustomize", str(ROOT / "deploy/k8s/overlays" / overlay)],
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    return done.stdout
-
-
-def objects(overlay: str) -> list[dict]:
-    return [d for d in yaml.safe_load_all(rendered(overlay)) if d]
-
-
-def of_kind(overlay: str, *kinds: str) -> list[dict]:
-    return [o for o in objects(overlay) if o["kind"] in kinds]
-
-
-def containers(obj: dict) -> list[dict]:
-    spec = obj["spec"]["template"]["spec"]
-    return spec.get("initContainers", []) + spec["containers"]
-
-
-def env_of(container: dict) -> dict[str, dict]:
-    return {e["name"]: e for e in container.get("env", [])}
 
 
 def test_the_generated_base_is_current():

@@ -1,4 +1,4 @@
-"""The end-to-end journey of test_end_to_end.py, with the NATS server running
+"""The end-to-end journey of test_end_to_end.py (tests/support/journey.py), with the NATS server running
 the deployment's generated users and every service connecting as its own:
 least privilege leaves the real path whole, and the server never had to
 refuse one of its calls."""
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-import tests.test_end_to_end as journey
 from shared.catalogue import SERVICES
+from tests.support.journey import walk
 from tests.support.nats_auth import secured_config, server_env
 from tools.stack import Ports, Stack, StackConfig, nats_server_binary
 from tools.streams import STREAMS_USER
@@ -35,8 +35,7 @@ def secured_stack(tmp_path: Path, smtp_server):
 
 
 def test_the_journey_works_with_every_service_as_its_own_nats_user(secured_stack, smtp_server):
-    journey.test_a_message_travels_from_staff_to_a_contacts_inbox_and_back_as_an_aggregate(
-        secured_stack, smtp_server)
+    walk(secured_stack, smtp_server)
     nats_log = (secured_stack.cfg.var / "log" / "nats.log").read_text()
     assert "Violation" not in nats_log, [line for line in nats_log.splitlines() if "Violation" in line]
     assert "Authorization Error" not in nats_log

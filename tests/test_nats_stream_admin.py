@@ -26,14 +26,26 @@ from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 from nats.js.api import ConsumerConfig, DeliverPolicy, RePublish
 
-from shared.messaging import APPLY_STREAMS, Bus, MissingStreams, inbox_prefix
 from shared.catalogue import (
-    CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, DISPATCH_MASTODON, EMAIL_JOB, FEED_STREAM, MATCHER, SERVICES,
-    STREAMS, SUBJECTS, SUPPRESSION_ADDED, SUPPRESSIONS_STREAM, subject_matches, streams_of,
+    CONTACTS,
+    DISPATCH_EMAIL,
+    DISPATCH_JOBS_STREAM,
+    DISPATCH_MASTODON,
+    EMAIL_JOB,
+    FEED_STREAM,
+    MATCHER,
+    SERVICES,
+    STREAMS,
+    SUBJECTS,
+    SUPPRESSION_ADDED,
+    SUPPRESSIONS_STREAM,
+    streams_of,
+    subject_matches,
 )
-from tests.support.servers import apply_streams_now, start_nats
+from shared.messaging import APPLY_STREAMS, Bus, MissingStreams, inbox_prefix
 from tests.support.nats_auth import REFUSED, Client
 from tests.support.paths import ROOT
+from tests.support.servers import apply_streams_now, start_nats
 from tools.nats_permissions import OPS_USER, permissions
 from tools.streams import STREAMS_USER, Outcome, apply, apply_streams
 from tools.streams import main as streams_main
@@ -393,7 +405,7 @@ def test_kubernetes_runs_the_step_as_a_job_under_the_streams_user(overlay):
     """deploy/k8s: one Job runs `python -m tools.streams apply` as the NATS
     user streams, its password from its own Secret (prod: made out of band),
     its replicas from the common settings; it reaches NATS and DNS only."""
-    from tests.test_deploy_manifests import objects
+    from tests.support.manifests import objects
 
     rendered = objects(overlay)
     [job] = [o for o in rendered if o["kind"] == "Job"]
