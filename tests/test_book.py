@@ -16,14 +16,17 @@ from services.contacts import book as book_ops
 from services.contacts.book import BookErased, DuplicateAddress, PageQuery, open_book
 from services.contacts.crypto import DecryptionError, MasterKey
 from services.contacts.domain import Consent, ConsentSource, ContactIn
-from services.contacts.importer import run_import
 from services.contacts.importing import ContactDraft
 from services.contacts.store import Contact, ImportJob, ImportRow, Volunteer, create_schema
+from services.contacts.usecases._unit import Keys
+from services.contacts.usecases.import_file import run_import
 from shared.blind_index import BlindIndex
 from shared.db import make_engine
+from shared.links import LinkSigner
 
 MASTER = MasterKey({1: b"m" * 32})
 INDEX = BlindIndex(b"i" * 32)
+KEYS = Keys(MASTER, INDEX, LinkSigner(b"l" * 32))
 
 PEOPLE = [
     # the needles a dump must not show
@@ -172,7 +175,7 @@ def test_a_database_dump_holds_no_contact_in_clear(engine, db_url, tmp_path):
     upload = tmp_path / "contacts.csv"
     upload.write_text("Name,E-mail Address,Mobile Phone\nRaphaëlle Vuillemin,raphaelle.vuillemin@@exemple,\n"
                       "Théodore Kowalczyk,theodore.kowalczyk@exemple.fr,0611223344\n")
-    run_import(engine, MASTER, INDEX, vol_id, job_id, str(upload), "contacts.csv", None, None)
+    run_import(engine, KEYS, vol_id, job_id, str(upload), "contacts.csv", None, None)
     with Session(engine) as s:
         assert s.get(ImportJob, job_id).status == "done"
         assert {r.outcome for r in s.exec(select(ImportRow).where(ImportRow.import_id == job_id))} == {
@@ -219,7 +222,7 @@ def test_an_import_that_breaks_midway_says_where_and_resumes_when_sent_again(eng
             job = ImportJob(volunteer_id=vol.id, status="running", bytes_total=len(content))
             s.add(job)
             s.commit()
-        run_import(engine, MASTER, INDEX, vol.id, job.id, str(upload), "contacts.csv", None, None)
+        run_import(engine, KEYS, vol.id, job.id, str(upload), "contacts.csv", None, None)
         with Session(engine, expire_on_commit=False) as s:
             return s.get(ImportJob, job.id)
 

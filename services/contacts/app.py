@@ -1,46 +1,43 @@
-"""Wires contacts together."""
+"""Wires contacts together: settings, engine, bus, the use cases' parts
+(``Contacts``), the handlers, the routes and pages, and what each error
+means over HTTP."""
 
 from __future__ import annotations
 
 import asyncio
 
 from fastapi import FastAPI
-from prometheus_client import Counter
 
 from services.contacts import handlers, web
 from services.contacts.api import accounts, book, imports, inbox, networks, public
-from services.contacts.api.deps import Keys, contacts_authenticator
-from services.contacts.relay_click import Relayer
-from services.contacts.retention import keep_retention
+from services.contacts.api.deps import ANSWERS, contacts_authenticator
 from services.contacts.settings import ContactsSettings
 from services.contacts.store import create_schema
+from services.contacts.usecases._unit import Contacts
+from services.contacts.usecases.purge_books import keep_retention
 from shared.auth import hash_token
-from shared.messaging import Bus
 from shared.db import make_engine
 from shared.links import InvalidLink
-from shared.sealed import TransitKeys
+from shared.messaging import Bus
 from shared.service import create_service_app
+from shared.web import errors
 from shared.web.limits import upload_limit
-
-RELAYS = Counter("maillage_contacts_relays_total", "Relays clicked by volunteers.")
 
 
 def create_app(settings: ContactsSettings | None = None) -> FastAPI:
     settings = settings or ContactsSettings()
     engine = make_engine(settings.database_url)
     bus = Bus.for_service(settings)
-    # the suggestion handler relays without a request (auto-relay): it gets
-    # what the relay endpoint finds in app.state
-    relayer = Relayer(engine, bus, settings, Keys.from_settings(settings),
-                      TransitKeys.from_secret(settings.transit_keys))
-    handlers.register(bus, engine, relayer)
-    background: set[asyncio.Task] = set()
+    # built once: the handlers have no request, and relay as a click does (auto-relay)
+    ctx = Contacts.from_settings(settings, engine, bus)
+    handlers.register(bus, engine, ctx)
+    retention: set[asyncio.Task] = set()
 
     async def start_retention() -> None:
-        background.add(asyncio.create_task(keep_retention(engine, settings.retention_until)))
+        retention.add(asyncio.create_task(keep_retention(engine, settings.retention_until)))
 
     async def stop_background() -> None:
-        for task in background:
+        for task in (*retention, *ctx.background):
             task.cancel()
 
     app = create_service_app(
@@ -59,10 +56,8 @@ def create_app(settings: ContactsSettings | None = None) -> FastAPI:
         on_stop=[stop_background],
     )
     app.add_exception_handler(InvalidLink, public.invalid_link)
-    app.state.relayer = relayer
-    app.state.keys = relayer.keys
-    app.state.sealer = relayer.sealer
-    app.state.relays_counter = RELAYS
-    app.state.background = background
+    errors.install(app, ANSWERS)  # the API's JSON and the volunteer's error page alike
+    app.state.contacts = ctx
+    app.state.keys, app.state.sealer = ctx.keys, ctx.sealer  # tests open books and jobs with them
     web.install(app, settings)
     return app

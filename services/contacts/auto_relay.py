@@ -1,31 +1,22 @@
-"""Auto-relay: a volunteer may let contacts relay, without their click,
-the suggestions that fit interests they chose. It is the click itself
-(``relay_click``), made by the suggestion handler: the same rules, the same
-relay id per suggestion, so a redelivered suggestion relays nothing twice."""
+"""Auto-relay's rules: a volunteer may let contacts relay, without their
+click, the suggestions that fit interests they chose. Relaying is the
+click itself, made when the suggestion arrives
+(usecases/receive_suggestion.py): the same rules, the same relay id per
+suggestion, so a redelivered suggestion relays nothing twice."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-import structlog
 from prometheus_client import Counter
 
-from services.contacts.relay_click import Refusal, Relayer, RelayRefused, relay_suggestion
 from services.contacts.store import Volunteer
-from shared.db import in_session
-from shared.events import Suggestion
-
-log = structlog.get_logger(__name__)
 
 AUTO_RELAYS = Counter(
     "maillage_contacts_auto_relays_total",
     "Suggestions relayed by a volunteer's auto-relay choice, or why not.",
     ["outcome"],  # relayed, already, not_live, no_suggestion, erased
 )
-
-# Worth another try: the message is on its way, or NATS was briefly away.
-# Raising lets the bus redeliver the suggestion with backoff.
-RETRY = {Refusal.not_arrived, Refusal.not_queued}
 
 
 def effective(vol: Volunteer) -> set[str]:
@@ -37,24 +28,6 @@ def effective(vol: Volunteer) -> set[str]:
 
 def wanted(vol: Volunteer, matched_interests: Iterable[str]) -> bool:
     return bool(effective(vol) & set(matched_interests))
-
-
-async def on_suggestion(relayer: Relayer, event: Suggestion) -> str | None:
-    """Relay the suggestion if the volunteer asked for it; the outcome
-    (counted), or None when auto-relay does not apply."""
-    vol = await in_session(relayer.engine, lambda s: s.get(Volunteer, event.volunteer_id))
-    if vol is None or not wanted(vol, event.matched_interests):
-        return None
-    try:
-        _, done = await relay_suggestion(relayer, vol, event.suggestion_id, automatic=True)
-        outcome = "relayed" if done else "already"
-    except RelayRefused as refused:
-        if refused.reason in RETRY:
-            raise
-        outcome = refused.reason.value
-    AUTO_RELAYS.labels(outcome).inc()
-    log.info("suggestion.auto_relay", outcome=outcome, volunteer_id=vol.id, suggestion_id=event.suggestion_id)
-    return outcome
 
 
 def choice_problem(chosen: set[str], shared: set[str] | None, taxonomy: set[str]) -> str | None:

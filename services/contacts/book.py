@@ -80,7 +80,6 @@ def open_book(session: Session, master: MasterKey, index: BlindIndex, volunteer:
         dek = new_data_key()
         vol.key_version, vol.wrapped_key = master.wrap(dek, vol.id)
         session.add(vol)
-        session.commit()
     else:
         dek = master.unwrap(vol.key_version, vol.wrapped_key, vol.id)
     return Book(vol.id, BookCipher(dek, vol.id), index)
@@ -318,7 +317,6 @@ def suppress_address(session: Session, blind: str, reason: str) -> None:
     if row.reason == REFUSED and reason in FINAL_REASONS:
         row.reason = reason
         session.add(row)
-        session.commit()
 
 
 def lift_refusal(session: Session, blind: str) -> bool:
@@ -365,7 +363,6 @@ def bulk_tag(session: Session, volunteer_id: str, contact_ids: list[str], kind: 
             if (cid, word) not in existing:
                 session.add(ContactTag(contact_id=cid, kind=kind, tag=word, volunteer_id=volunteer_id))
                 changed += 1
-    session.commit()
     return changed
 
 

@@ -35,7 +35,6 @@ def plan_posts(session: Session, book: Book, msg: CampaignMessage, relay_id: str
         if session.get(SentItem, jid) is None:
             session.add(SentItem(job_id=jid, relay_id=relay_id, contact_id=None, message_id=msg.message_id,
                                  channel=channel.value, status="queued"))
-    session.commit()
     return jobs
 
 

@@ -1,31 +1,21 @@
-"""Running an import: the parsed rows of one file become contacts, in
-chunks, with the outcome of every row kept for the report.
-
-Each chunk commits on its own, so a big file never holds a long write lock
-and progress is visible to every replica. A file that fails midway (a broken
-line at row 50 000, a crash) stops with the row and the reason; the rows
-before it are in the book, and sending the same file again resumes it: rows
-already imported are recognised by their address and left unchanged."""
+"""An import's steps: a chunk of parsed rows becomes contacts (merged
+with the book's, or new), with the outcome of every row; its report row,
+opened. The run itself, chunk by chunk, is usecases/import_file.py."""
 
 from __future__ import annotations
 
-import itertools
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
-from services.contacts.book import Book, open_book
-from services.contacts.crypto import MasterKey
+from services.contacts.book import Book
 from services.contacts import domain
 from services.contacts.domain import CONTACT_CHANNELS, Consent, ConsentSource
-from services.contacts.importing import ColumnMapping, ContactDraft, ImportFormatError, RowOutcome, parse_file
-from services.contacts.store import ConsentRecord, Contact, ImportJob, ImportRow, Volunteer
-from shared.blind_index import BlindIndex
+from services.contacts.importing import ContactDraft, RowOutcome
+from services.contacts.store import ConsentRecord, Contact, ImportRow
 from shared.events import new_id, utcnow
 
 CHUNK = 500
@@ -153,57 +143,6 @@ def _insert_new(session: Session, book: Book, new: dict[str, NewContact]) -> Non
         for model, values in book_ops.index_rows(book, cid, c.data, c.interests, c.tags).items():
             rows.setdefault(model, []).extend(values)
     book_ops.insert_rows(session, rows)
-
-
-def run_import(engine: Engine, master: MasterKey, index: BlindIndex, volunteer_id: str, job_id: str,
-               path: str, filename: str | None, mapping: ColumnMapping | None, delimiter: str | None) -> None:
-    with Session(engine, expire_on_commit=False) as session:
-        job = session.get(ImportJob, job_id)
-        book = open_book(session, master, index, session.get(Volunteer, volunteer_id))
-        last_row = 0
-        try:
-            with open(path, "rb") as raw:
-                reader = CountingReader(raw)
-                rows = parse_file(reader, filename, mapping=mapping, delimiter=delimiter)
-                while chunk := list(itertools.islice(rows, CHUNK)):
-                    report = []
-                    for outcome, (result, contact_id, *why) in zip(chunk, apply_chunk(session, book, chunk),
-                                                                   strict=True):
-                        sealed = (book.cipher.seal(f"import:{job_id}:{outcome.row}",
-                                                   {"raw": outcome.raw, "error": why[0] if why else outcome.error})
-                                  if result == "rejected" else None)
-                        report.append({"import_id": job_id, "row": outcome.row, "outcome": result,
-                                       "contact_id": contact_id, "sealed": sealed})
-                        setattr(job, result, getattr(job, result) + 1)
-                    book_ops.insert_rows(session, {ImportRow: report})
-                    job.rows += len(chunk)
-                    last_row = chunk[-1].row
-                    job.bytes_read = reader.count
-                    session.add(job)
-                    session.commit()
-            job.status, job.bytes_read = "done", job.bytes_total
-        except ImportFormatError as exc:
-            session.rollback()
-            job = session.get(ImportJob, job_id)
-            where = f"row {exc.row}: " if getattr(exc, "row", None) else ""
-            job.status, job.error = "failed", f"{where}{exc}{resume_hint(job)}"
-        except Exception as exc:  # never leave a job "running" forever
-            session.rollback()
-            job = session.get(ImportJob, job_id)
-            job.status = "failed"
-            job.error = f"stopped after row {last_row} ({type(exc).__name__}){resume_hint(job)}"
-        finally:
-            job.finished_at = utcnow()
-            session.add(job)
-            session.commit()
-            os.unlink(path)
-
-
-def resume_hint(job: ImportJob) -> str:
-    if not job.rows:
-        return "; nothing was imported"
-    return (f"; the {job.rows} rows before it are in your book — fix the file and send it again: "
-            "rows already imported are recognised and left unchanged")
 
 
 def open_report_row(book: Book, job_id: str, row: ImportRow) -> dict:

@@ -149,7 +149,6 @@ def connect(session: Session, book: Book, network: Channel, creds: _Credentials)
     row = NetworkAccount(volunteer_id=book.volunteer_id, network=network.value, sealed=book.cipher.seal(
         _record(network), {"credentials": creds.secret_fields(), "handle": getattr(creds, "handle", None)}))
     session.merge(row)  # connecting again replaces the account and clears a revocation
-    session.commit()
     return status_of(book, row, network)
 
 
@@ -172,7 +171,6 @@ def disconnect(session: Session, volunteer_id: str, network: Channel) -> bool:
     if row is None:
         return False
     session.delete(row)
-    session.commit()
     return True
 
 
@@ -199,4 +197,3 @@ def mark_revoked(session: Session, volunteer_id: str, network: Channel, at: date
     if row is not None and row.revoked_at is None:
         row.revoked_at = at or utcnow()
         session.add(row)
-        session.commit()

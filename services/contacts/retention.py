@@ -1,22 +1,17 @@
-"""The campaign's contact data ends with the campaign: after the retention
-date, every book is erased (keys first). The suppression list stays: it
-holds only keyed hashes, and an opt-out must outlive the campaign's data."""
+"""The retention rule: past the campaign's retention date, every book is
+erased (keys first). The suppression list stays: it holds only keyed
+hashes, and an opt-out must outlive the campaign's data. Run by
+usecases/purge_books.py, which commits."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import date
 
-import structlog
 from sqlalchemy import delete
-from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from services.contacts import book as book_ops
 from services.contacts.store import DeliveryLedger, Invite, SentItem, Volunteer
-from shared.db import in_session
-
-log = structlog.get_logger(__name__)
 
 
 def purge_if_due(session: Session, retention_until: date | None, today: date) -> int:
@@ -30,14 +25,4 @@ def purge_if_due(session: Session, retention_until: date | None, today: date) ->
         erased += 1
     for model in (DeliveryLedger, SentItem, Invite):
         session.exec(delete(model))
-    session.commit()
     return erased
-
-
-async def keep_retention(engine: Engine, retention_until: date | None, every_seconds: float = 3600) -> None:
-    """Check on start, then every hour."""
-    while True:
-        erased = await in_session(engine, lambda s: purge_if_due(s, retention_until, date.today()))
-        if erased:
-            log.warning("retention.purged", books=erased, retention_until=str(retention_until))
-        await asyncio.sleep(every_seconds)

@@ -1,47 +1,28 @@
-"""What the routes share: keys, the caller, their opened book."""
+"""What the routes share: typed dependencies (the service's parts, the
+caller) and what contacts' errors mean over HTTP."""
 
 from __future__ import annotations
 
-import base64
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TypeVar
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
-from sqlmodel import Session, select
+from sqlalchemy.engine import Engine
+from sqlmodel import select
 
-from services.contacts.book import Book, BookErased, open_book
-from services.contacts.crypto import MasterKey
-from services.contacts.settings import ContactsSettings
+from services.contacts.errors import BookGone, CodeRefused, Conflict, Invalid, NotFound, TooLarge
 from services.contacts.store import Volunteer
+from services.contacts.usecases._unit import Contacts, Keys
+from services.contacts.usecases.relay import REFUSAL_STATUS, RelayRefused
 from shared.auth import Authenticator, Principal, hash_token, require, same_token
-from shared.blind_index import BlindIndex
 from shared.db import in_session
-from shared.links import LinkSigner
+from shared.web.errors import Answers, not_found
 
-T = TypeVar("T")
+__all__ = ["ANSWERS", "ContactsDep", "CurrentVolunteer", "Keys", "contacts_authenticator"]
+
 PROVISIONER, VOLUNTEER = "provisioner", "volunteer"
 
 
-@dataclass(frozen=True)
-class Keys:
-    master: MasterKey
-    index: BlindIndex
-    links: LinkSigner
-
-    @classmethod
-    def from_settings(cls, settings: ContactsSettings) -> Keys:
-        def b64(secret) -> bytes:
-            return base64.b64decode(secret.get_secret_value())
-
-        return cls(
-            MasterKey.from_setting(settings.master_key.get_secret_value()),
-            BlindIndex(b64(settings.address_index_key)),
-            LinkSigner(b64(settings.link_key)),
-        )
-
-
-def contacts_authenticator(engine, provisioning_token_hash: str) -> Authenticator:
+def contacts_authenticator(engine: Engine, provisioning_token_hash: str) -> Authenticator:
     async def authenticate(token: str) -> Principal | None:
         if same_token(token, provisioning_token_hash):
             return Principal(PROVISIONER)
@@ -58,31 +39,20 @@ def current_volunteer(principal: Principal = Depends(require(VOLUNTEER))) -> Vol
     return principal.account
 
 
-def not_found(what: str) -> HTTPException:
-    return HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no such {what}")
+def contacts(request: Request) -> Contacts:
+    return request.app.state.contacts
 
 
-def conflict(detail: str) -> HTTPException:
-    return HTTPException(status.HTTP_409_CONFLICT, detail=detail)
+ContactsDep = Annotated[Contacts, Depends(contacts)]
+CurrentVolunteer = Annotated[Volunteer, Depends(current_volunteer)]
 
-
-def keys(request: Request) -> Keys:
-    return request.app.state.keys
-
-
-def settings(request: Request) -> ContactsSettings:
-    return request.app.state.settings
-
-
-async def with_book(request: Request, vol: Volunteer, work: Callable[[Session, Book], T]) -> T:
-    """Run ``work(session, book)`` in a worker thread with the caller's book open."""
-    k = keys(request)
-
-    def run(session: Session) -> T:
-        try:
-            book = open_book(session, k.master, k.index, vol)
-        except BookErased as exc:
-            raise HTTPException(status.HTTP_410_GONE, detail="this book was erased") from exc
-        return work(session, book)
-
-    return await in_session(request.app.state.engine, run)
+# What each error means over HTTP: app.py installs it (shared.web.errors).
+ANSWERS: Answers = {
+    NotFound: lambda exc: not_found(exc.what),
+    Conflict: lambda exc: HTTPException(status.HTTP_409_CONFLICT, detail=exc.detail),
+    Invalid: lambda exc: HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=exc.detail),
+    BookGone: lambda exc: HTTPException(status.HTTP_410_GONE, detail=str(exc)),
+    CodeRefused: lambda exc: HTTPException(status.HTTP_400_BAD_REQUEST, detail=str(exc)),
+    TooLarge: lambda exc: HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, detail=str(exc)),
+    RelayRefused: lambda exc: HTTPException(REFUSAL_STATUS[exc.reason], detail=exc.detail),
+}

@@ -5,19 +5,14 @@ a username or a password."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Depends, HTTPException, Request, Response, status
-from pydantic import ValidationError
-from sqlmodel import Session
+from fastapi import APIRouter, Body, Depends, Request, Response, status
 
-from services.contacts import networks
-from services.contacts.api.deps import current_volunteer, not_found, with_book
-from services.contacts.book import Book
-from services.contacts.networks import NETWORKS, NetworkStatus
-from services.contacts.store import Volunteer
+from services.contacts.api.deps import ContactsDep, CurrentVolunteer
+from services.contacts.networks import NetworkStatus
+from services.contacts.usecases import connect_network
 from shared.egress import EgressPolicy
-from shared.events import Channel
 
 router = APIRouter(prefix="/me/networks", tags=["my networks"])
 
@@ -30,26 +25,17 @@ def egress(request: Request) -> EgressPolicy:
     return state.egress
 
 
-def known(network: str) -> Channel:
-    if network not in {c.value for c in NETWORKS}:
-        raise HTTPException(422, detail=[{"loc": ["path", "network"], "type": "enum",
-                                          "msg": f"one of {', '.join(c.value for c in NETWORKS)}"}])
-    return Channel(network)
+EgressDep = Annotated[EgressPolicy, Depends(egress)]
 
 
 @router.get("", summary="Which of my accounts are connected")
-async def list_networks(request: Request, vol: Volunteer = Depends(current_volunteer)) -> list[NetworkStatus]:
-    def load(session: Session, book: Book) -> list[NetworkStatus]:
-        return [networks.status_of(book, networks.account(session, vol.id, n), n) for n in NETWORKS]
-
-    return await with_book(request, vol, load)
+async def list_networks(ctx: ContactsDep, vol: CurrentVolunteer) -> list[NetworkStatus]:
+    return await connect_network.statuses(ctx, vol)
 
 
 @router.get("/{network}", summary="Is this account connected")
-async def get_network(network: str, request: Request, vol: Volunteer = Depends(current_volunteer)) -> NetworkStatus:
-    channel = known(network)
-    return await with_book(request, vol, lambda s, book: networks.status_of(
-        book, networks.account(s, vol.id, channel), channel))
+async def get_network(network: str, ctx: ContactsDep, vol: CurrentVolunteer) -> NetworkStatus:
+    return await connect_network.status(ctx, vol, network)
 
 
 @router.put("/{network}", summary="Connect (or reconnect) a social account or my email identity",
@@ -60,21 +46,12 @@ async def get_network(network: str, request: Request, vol: Volunteer = Depends(c
             "your server): host (a public name or address), port, security (starttls, tls), username, "
             "password, from_address, display_name. "
             "The credentials are stored encrypted with your key and never shown again.")
-async def put_network(network: str, request: Request, body: dict[str, Any] = Body(...),
-                      vol: Volunteer = Depends(current_volunteer)) -> NetworkStatus:
-    channel = known(network)
-    try:
-        creds = networks.parse(channel, body)
-    except ValidationError as exc:
-        raise HTTPException(422, detail=networks.validation_detail(exc)) from None
-    if refused := await networks.refused_addresses(creds, egress(request)):
-        raise HTTPException(422, detail=refused)
-    return await with_book(request, vol, lambda s, book: networks.connect(s, book, channel, creds))
+async def put_network(network: str, ctx: ContactsDep, vol: CurrentVolunteer, policy: EgressDep,
+                      body: dict[str, Any] = Body(...)) -> NetworkStatus:
+    return await connect_network.connect(ctx, vol, network, body, policy)
 
 
 @router.delete("/{network}", status_code=status.HTTP_204_NO_CONTENT, summary="Disconnect an account (email: back to the campaign's relay)")
-async def delete_network(network: str, request: Request, vol: Volunteer = Depends(current_volunteer)) -> Response:
-    channel = known(network)
-    if not await with_book(request, vol, lambda s, _book: networks.disconnect(s, vol.id, channel)):
-        raise not_found("connected account")
+async def delete_network(network: str, ctx: ContactsDep, vol: CurrentVolunteer) -> Response:
+    await connect_network.disconnect(ctx, vol, network)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -6,16 +6,15 @@ out ends every session of the account (its epoch moves)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Request
 from fastapi.responses import RedirectResponse
 from pydantic import ValidationError
 
-from sqlalchemy import update
-
-from services.contacts.api import accounts
-from services.contacts.api.deps import VOLUNTEER
+from services.contacts.api.accounts import RecoverIn, RedeemIn
+from services.contacts.api.deps import VOLUNTEER, ContactsDep, contacts
 from services.contacts.store import Volunteer
-from shared.db import in_session
+from services.contacts.usecases import provisioning
+from services.contacts.web.refusals import REFUSALS, refusal
 from shared.web.pages import SignInRequired, problems, render, site_of
 from shared.web.session import Sessions, WebSession, csrf_protect, fingerprint, sessions_of
 
@@ -30,25 +29,15 @@ async def web_volunteer(request: Request) -> Volunteer:
     session = sessions_of(request).read(request)
     if session is None or session.sub is None:
         raise SignInRequired()
-    vol = await in_session(request.app.state.engine, lambda s: s.get(Volunteer, session.sub))
+    vol = await provisioning.signed_in_volunteer(contacts(request).engine, session.sub)
     if vol is None or not session.current(vol.token_hash, vol.session_epoch):
         raise SignInRequired()
     return vol
 
 
 async def end_sessions(request: Request, session: WebSession) -> None:
-    """Sign-out: every session of this volunteer ends, on every device.
-    Only a current session may do it (compare-and-set on the epoch it
-    carries), so a stale or copied-then-revoked cookie changes nothing."""
-
-    def bump(s) -> None:
-        vol = s.get(Volunteer, session.sub)
-        if vol is not None and session.current(vol.token_hash, vol.session_epoch):
-            s.exec(update(Volunteer).where(Volunteer.id == vol.id, Volunteer.session_epoch == session.ep)
-                   .values(session_epoch=Volunteer.session_epoch + 1))
-            s.commit()
-
-    await in_session(request.app.state.engine, bump)
+    """Sign-out: every session of this volunteer ends, on every device."""
+    await provisioning.sign_out_everywhere(contacts(request).engine, session)
 
 
 def signed_in(request: Request, vol: Volunteer) -> RedirectResponse:
@@ -71,13 +60,12 @@ async def sign_in_page(request: Request):
 
 
 @router.post("/app/sign-in/invite")
-async def redeem_invite(request: Request, code: str = Form(default="")):
+async def redeem_invite(request: Request, ctx: ContactsDep, code: str = Form(default="")):
     try:
-        created = await accounts.redeem(accounts.RedeemIn(code=code.strip()), request)
-    except (ValidationError, HTTPException) as exc:
-        return render(request, "sign_in.html", 400, joining=True, errors=problems(exc))
-    # read back: redeeming has just moved the credential and the epoch
-    vol = await in_session(request.app.state.engine, lambda s: s.get(Volunteer, created.volunteer_id))
+        vol, _token = await provisioning.redeem(ctx.engine, RedeemIn(code=code.strip()).code)
+    except REFUSALS as exc:
+        return render(request, "sign_in.html", 400, joining=True, errors=refusal(exc)[1])
+    # the account as redeeming left it: the credential and the epoch have just moved
     return signed_in(request, vol)
 
 
@@ -91,14 +79,15 @@ async def sign_in_with_token(request: Request, token: str = Form(default="")):
 
 
 @router.post("/app/sign-in/recover")
-async def recover_by_email(request: Request, background: BackgroundTasks, email: str = Form(default="")):
+async def recover_by_email(request: Request, ctx: ContactsDep, background: BackgroundTasks,
+                           email: str = Form(default="")):
     """The API's recovery, from the sign-in page: the same answer whatever
     the address (the link goes only to an account's own address)."""
     try:
-        body = accounts.RecoverIn(email=email)
+        body = RecoverIn(email=email)
     except ValidationError as exc:
         return render(request, "sign_in.html", 422, joining=False, errors=problems(exc))
-    await accounts.recover(body, request, background)
+    background.add_task(provisioning.send_sign_in_link, ctx, str(body.email).lower())
     t = site_of(request).catalog.translator(site_of(request).catalog.language(request))
     return render(request, "sign_in.html", joining=False, notice=t("signin.recover.sent"))
 

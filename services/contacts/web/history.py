@@ -10,9 +10,10 @@ from datetime import datetime
 from fastapi import APIRouter, Depends, Request
 from sqlmodel import Session, func, select
 
+from services.contacts.api.deps import ContactsDep
 from services.contacts.store import CampaignMessage, Relay, SentItem, Volunteer
+from services.contacts.usecases._unit import unit
 from services.contacts.web.auth import web_volunteer
-from shared.db import in_session
 from shared.outcomes import stored_kind, volunteer_line
 from shared.web.pages import render
 
@@ -49,7 +50,7 @@ def load(session: Session, volunteer_id: str) -> list[RelayLine]:
 
 
 @router.get("")
-async def history_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
-    lines = await in_session(request.app.state.engine, lambda s: load(s, vol.id))
+async def history_page(request: Request, ctx: ContactsDep, vol: Volunteer = Depends(web_volunteer)):
+    lines = await unit(ctx.engine, lambda s: load(s, vol.id))
     return render(request, "history.html", lines=lines,
                   columns=("delivered", "bounced", "unreachable", "failed", "pending", "posted"))

@@ -5,17 +5,21 @@ models, so they ask for exactly what it takes."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
 from typing import Literal, get_args, get_origin
 
 from pydantic import EmailStr, SecretStr
 
-from services.contacts.api import networks as networks_api
+from services.contacts.api.deps import ContactsDep
+from services.contacts.api.networks import EgressDep
 from services.contacts.networks import CREDENTIALS
 from services.contacts.store import Volunteer
+from services.contacts.usecases import connect_network
+from services.contacts.usecases._unit import Contacts
 from services.contacts.web.auth import web_volunteer
-from shared.web.pages import problems, render, site_of
+from services.contacts.web.refusals import REFUSALS, refusal
+from shared.web.pages import render, site_of
 from shared.web.session import csrf_protect
 
 router = APIRouter(prefix="/app/networks", include_in_schema=False, dependencies=[Depends(csrf_protect)])
@@ -43,28 +47,30 @@ def _types(annotation) -> set:
     return {annotation, *args, *(a for arg in args for a in getattr(arg, "__args__", ()))}
 
 
-async def page(request: Request, vol: Volunteer, status_code: int = 200, **extra):
-    statuses = await networks_api.list_networks(request, vol)
+async def page(request: Request, ctx: Contacts, vol: Volunteer, status_code: int = 200, **extra):
+    statuses = await connect_network.statuses(ctx, vol)
     return render(request, "networks.html", status_code, statuses=statuses, fields=form_fields(), **extra)
 
 
 @router.get("")
-async def networks_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
-    return await page(request, vol)
+async def networks_page(request: Request, ctx: ContactsDep, vol: Volunteer = Depends(web_volunteer)):
+    return await page(request, ctx, vol)
 
 
 @router.post("/{network}")
-async def connect(network: str, request: Request, vol: Volunteer = Depends(web_volunteer)):
+async def connect(network: str, request: Request, ctx: ContactsDep, policy: EgressDep,
+                  vol: Volunteer = Depends(web_volunteer)):
     form = await request.form()
     body = {k: v.strip() for k, v in form.items() if k != "csrf" and isinstance(v, str) and v.strip()}
     try:
-        await networks_api.put_network(network, request, body, vol)
-    except HTTPException as exc:
-        return await page(request, vol, exc.status_code, errors=problems(exc))
+        await connect_network.connect(ctx, vol, network, body, policy)
+    except REFUSALS as exc:
+        code, errors = refusal(exc)
+        return await page(request, ctx, vol, code, errors=errors)
     return RedirectResponse(f"{site_of(request).prefix}/networks", status_code=303)
 
 
 @router.post("/{network}/disconnect")
-async def disconnect(network: str, request: Request, vol: Volunteer = Depends(web_volunteer)):
-    await networks_api.delete_network(network, request, vol)
+async def disconnect(network: str, request: Request, ctx: ContactsDep, vol: Volunteer = Depends(web_volunteer)):
+    await connect_network.disconnect(ctx, vol, network)
     return RedirectResponse(f"{site_of(request).prefix}/networks", status_code=303)

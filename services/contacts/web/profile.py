@@ -4,20 +4,22 @@ relayed without a click (auto-relay)."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse
-from pydantic import ValidationError
 from sqlmodel import Session
 
 from services.contacts import book as book_ops
 from services.contacts import auto_relay, domain
-from services.contacts.api import accounts
-from services.contacts.api import book as book_api
+from services.contacts.api.accounts import SharingIn
+from services.contacts.api.deps import ContactsDep
 from services.contacts.store import Volunteer
+from services.contacts.usecases import read_book
+from services.contacts.usecases._unit import Contacts, unit
+from services.contacts.usecases.share_profile import share_profile
 from services.contacts.web.auth import web_volunteer
 from services.contacts.web.inbox import language_labels
-from shared.db import in_session
-from shared.web.pages import problems, render, site_of
+from services.contacts.web.refusals import REFUSALS, refusal
+from shared.web.pages import render, site_of
 from shared.web.session import csrf_protect
 
 router = APIRouter(prefix="/app/interests", include_in_schema=False, dependencies=[Depends(csrf_protect)])
@@ -32,9 +34,9 @@ def book_interests(session: Session, volunteer_id: str) -> tuple[set[str], dict[
             {interest: sum(per_channel.values()) for interest, per_channel in profile.items()})
 
 
-async def page(request: Request, vol: Volunteer, status_code: int = 200, **extra):
-    present, counts = await in_session(request.app.state.engine, lambda s: book_interests(s, vol.id))
-    taxonomy = [term.name for term in await book_api.list_taxonomy(request, vol)]
+async def page(request: Request, ctx: Contacts, vol: Volunteer, status_code: int = 200, **extra):
+    present, counts = await unit(ctx.engine, lambda s: book_interests(s, vol.id))
+    taxonomy = [term.name for term in await read_book.taxonomy(ctx, vol)]
     interests = sorted(present | set(taxonomy))
     shared = None if vol.shared_interests is None else set(vol.shared_interests)
     # the campaign's words (a suggestion never carries another), or any before it sets them
@@ -44,17 +46,18 @@ async def page(request: Request, vol: Volunteer, status_code: int = 200, **extra
 
 
 @router.get("")
-async def interests_page(request: Request, vol: Volunteer = Depends(web_volunteer)):
-    return await page(request, vol)
+async def interests_page(request: Request, ctx: ContactsDep, vol: Volunteer = Depends(web_volunteer)):
+    return await page(request, ctx, vol)
 
 
 @router.post("")
-async def share(request: Request, vol: Volunteer = Depends(web_volunteer)):
+async def share(request: Request, ctx: ContactsDep, vol: Volunteer = Depends(web_volunteer)):
     form = await request.form()
     chosen = None if form.get("share") == "all" else form.getlist("interests")
     try:
-        await accounts.share_profile(accounts.SharingIn(
-            shared_interests=chosen, auto_relay_interests=form.getlist("auto_relay")), request, vol)
-    except (ValidationError, HTTPException) as exc:
-        return await page(request, vol, getattr(exc, "status_code", 422), errors=problems(exc))
+        body = SharingIn(shared_interests=chosen, auto_relay_interests=form.getlist("auto_relay"))
+        await share_profile(ctx, vol.id, body.shared_interests, body.auto_relay_interests)
+    except REFUSALS as exc:
+        code, errors = refusal(exc)
+        return await page(request, ctx, vol, code, errors=errors)
     return RedirectResponse(f"{site_of(request).prefix}/interests", status_code=303)

@@ -1,44 +1,31 @@
-"""The one-click relay as a service function: what the volunteer's click
-(the inbox endpoint) and their auto-relay choice (the suggestion handler)
-both do, so an automatic relay follows exactly the rules of a click —
-consent, suppressions, one message per person, the per-person cap — and
-shares its idempotence (one relay id per suggestion)."""
+"""The one-click relay: what the volunteer's click (the inbox) and their
+auto-relay choice (receive_suggestion) both do, so an automatic relay
+follows exactly the rules of a click — consent, suppressions, one message
+per person, the per-person cap — and shares its idempotence (one relay id
+per suggestion)."""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 from datetime import timedelta
 from enum import Enum
 
+from fastapi import status
+from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from services.contacts import domain, fanout
-from services.contacts.api.deps import Keys
-from services.contacts.book import Book, BookErased, open_book
+from services.contacts import domain, fanout, outbound
+from services.contacts.book import Book
+from services.contacts.errors import ContactsError
 from services.contacts.relaying import RelayPlan, plan_relay
-from services.contacts.settings import ContactsSettings
 from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
-from shared.messaging import Bus
-from shared.catalogue import EMAIL_JOB, RELAY_REQUESTED, SOCIAL_JOBS
+from services.contacts.usecases._unit import Contacts, in_book, unit
 from shared.db import in_session, insert_or_get, mark_once
-from shared.events import Channel, RelayRequested, utcnow
-from shared.sealed import TransitKeys
+from shared.events import utcnow
 
 TAKEOVER_SECONDS = 10.0
-
-
-@dataclass(frozen=True)
-class Relayer:
-    """What a relay needs, with or without an HTTP request: the handler
-    has no request, so the app builds this once and both paths share it."""
-
-    engine: Engine
-    bus: Bus
-    settings: ContactsSettings
-    keys: Keys
-    sealer: TransitKeys
+RELAYS = Counter("maillage_contacts_relays_total", "Relays clicked by volunteers.")
 
 
 class Refusal(str, Enum):
@@ -49,10 +36,20 @@ class Refusal(str, Enum):
     not_queued = "not_queued"  # NATS refused the jobs: retry, nothing is sent twice
 
 
-class RelayRefused(Exception):
+class RelayRefused(ContactsError):
     def __init__(self, reason: Refusal, detail: str) -> None:
         super().__init__(detail)
         self.reason, self.detail = reason, detail
+
+
+# What a refusal means over HTTP (api/deps.py ANSWERS)
+REFUSAL_STATUS = {
+    Refusal.no_suggestion: status.HTTP_404_NOT_FOUND,
+    Refusal.not_arrived: status.HTTP_409_CONFLICT,
+    Refusal.not_live: status.HTTP_409_CONFLICT,
+    Refusal.erased: status.HTTP_410_GONE,
+    Refusal.not_queued: status.HTTP_503_SERVICE_UNAVAILABLE,
+}
 
 
 def live(msg: CampaignMessage) -> bool:
@@ -61,12 +58,13 @@ def live(msg: CampaignMessage) -> bool:
     return msg.withdrawn_at is None and not expired
 
 
-async def relay_suggestion(relayer: Relayer, vol: Volunteer, suggestion_id: str, *, note: str | None = None,
+async def relay_suggestion(ctx: Contacts, vol: Volunteer, suggestion_id: str, *, note: str | None = None,
                            automatic: bool = False) -> tuple[str, bool]:
     """Relay one suggestion; returns its relay id and whether this call is
     the one that queued it (a repeated or concurrent call queues nothing
-    and returns the same id once the first has finished)."""
-    cfg, k = relayer.settings, relayer.keys
+    and returns the same id once the first has finished). A click is
+    counted once, however many times it comes."""
+    cfg, k = ctx.settings, ctx.keys
     rid = domain.relay_id(suggestion_id)
 
     def prepare(session: Session, book: Book) -> tuple[str, RelayPlan | None, list]:
@@ -84,39 +82,34 @@ async def relay_suggestion(relayer: Relayer, vol: Volunteer, suggestion_id: str,
         if insert_or_get(session, row, Relay, rid) is not row and not stalled(session, rid):
             return message_id, None, []  # another call is relaying it: wait for it below
         plan = plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
-                          sealer=relayer.sealer, cap=cfg.recipient_cap,
+                          sealer=ctx.sealer, cap=cfg.recipient_cap,
                           window=timedelta(days=cfg.recipient_cap_days), note=note)
-        posts = fanout.plan_posts(session, book, session.get(CampaignMessage, message_id), rid, relayer.sealer)
+        posts = fanout.plan_posts(session, book, session.get(CampaignMessage, message_id), rid, ctx.sealer)
         return message_id, plan, posts
 
-    def with_book(session: Session):
-        try:
-            book = open_book(session, k.master, k.index, vol)
-        except BookErased as exc:
-            raise RelayRefused(Refusal.erased, "this book was erased") from exc
-        return prepare(session, book)
-
-    message_id, plan, posts = await in_session(relayer.engine, with_book)
+    try:
+        message_id, plan, posts = await in_book(ctx, vol, prepare)
+    except RelayRefused:
+        raise
+    except ContactsError as exc:  # the book is gone
+        raise RelayRefused(Refusal.erased, str(exc)) from exc
     if plan is None:
-        await published(relayer.engine, rid)
+        await published(ctx.engine, rid)
         return rid, False
     # Job ids are stable, so a retry after a failure here re-publishes the
     # same ids and JetStream's dedupe window drops the copies.
-    bus = relayer.bus
     try:
-        await bus.publish_many(EMAIL_JOB, [(j, (), j.job_id) for j in plan.jobs])
-        for channel, job in posts:
-            await bus.publish(SOCIAL_JOBS[channel], job, msg_id=job.job_id)
-        await bus.publish(RELAY_REQUESTED, RelayRequested(
-            relay_id=rid, volunteer_id=vol.id, message_id=message_id,
-            jobs_queued={Channel.email: len(plan.jobs), **{channel: 1 for channel, _ in posts}}), msg_id=rid)
+        await outbound.relay(ctx.bus, relay_id=rid, volunteer_id=vol.id, message_id=message_id,
+                             emails=plan.jobs, posts=posts)
     except Exception as exc:
-        await in_session(relayer.engine, lambda s: let_next_call_retry(s, rid))
+        await unit(ctx.engine, lambda s: let_next_call_retry(s, rid))
         raise RelayRefused(Refusal.not_queued,
                            "the relay could not be queued; click again: nothing will be sent twice") from exc
-    done = await in_session(relayer.engine, lambda s: mark_once(
+    done = await in_session(ctx.engine, lambda s: mark_once(
         s, Relay, rid, emails_queued=len(plan.jobs), skipped=plan.skipped))
-    return rid, done  # a concurrent double call counts once
+    if done and not automatic:  # a concurrent double click counts once
+        RELAYS.inc()
+    return rid, done
 
 
 def stalled(session: Session, rid: str) -> bool:
@@ -131,7 +124,6 @@ def let_next_call_retry(session: Session, rid: str) -> None:
     row = session.get(Relay, rid)
     row.created_at = utcnow() - timedelta(seconds=2 * TAKEOVER_SECONDS)  # reads as stalled
     session.add(row)
-    session.commit()
 
 
 async def published(engine: Engine, rid: str) -> None:
