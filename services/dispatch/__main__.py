@@ -24,8 +24,8 @@ def main(argv: list[str] | None = None) -> None:
         from services.dispatch.email.app import create_email_app
         from services.dispatch.email.settings import EmailDispatchSettings
 
-        settings = EmailDispatchSettings()
-        serve(create_email_app(settings), settings)
+        email_settings = EmailDispatchSettings()
+        serve(create_email_app(email_settings), email_settings)
     else:
         from services.dispatch.social.app import create_social_app
         from services.dispatch.social.wiring import NETWORKS

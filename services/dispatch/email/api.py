@@ -10,6 +10,7 @@ is not a DSN raises ``NotADsn``, answered 422 by the app's table
 from __future__ import annotations
 
 import hmac
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel
@@ -26,6 +27,7 @@ MAX_DSN_BYTES = 1024 * 1024
 # the app's body limit for this route (shared/web/limits.py): a DSN is never larger
 BODY_LIMITS = {"/bounces": MAX_DSN_BYTES}
 ROLE = "bounce-reader"
+BounceReader = Annotated[Principal, Depends(require(ROLE))]
 
 ANSWERS: Answers = {
     NotADsn: lambda exc: HTTPException(422, f"not a delivery status notification: {exc}"),
@@ -56,7 +58,7 @@ def router(ledger: Ledger, outbound: Outbound) -> APIRouter:
     @api.post("/bounces", response_model=BounceSummary, summary="Read one DSN (RFC 3464)",
               responses={413: {"description": "larger than 1 MiB"},
                          422: {"description": "not a delivery status notification"}})
-    async def post_bounce(request: Request, _p: Principal = Depends(require(ROLE))) -> BounceSummary:
+    async def post_bounce(request: Request, _p: BounceReader) -> BounceSummary:
         raw = await request.body()  # at most BODY_LIMITS' bytes: the limit refuses more as it streams in
         count = await record_bounces(raw, ledger, outbound)
         return BounceSummary(hard_bounces=count.hard, soft_bounces=count.soft, unknown_jobs=count.unknown_jobs)

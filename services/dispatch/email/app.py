@@ -25,7 +25,7 @@ from shared.web.errors import install
 
 def signer_of(settings: EmailDispatchSettings) -> DkimSigner | None:
     key = settings.dkim_key()
-    if key is None:
+    if key is None or settings.dkim_selector is None:  # the settings refuse a key without a selector
         return None
     domain = settings.dkim_domain or str(settings.from_address).rpartition("@")[2]
     return DkimSigner(settings.dkim_selector, domain, key)

@@ -35,7 +35,6 @@ from services.dispatch.social.domain import (
     POSTED,
     REVOKED,
     Outcome,
-    Verdict,
     Window,
     classify,
     fit,
@@ -116,7 +115,7 @@ class BlueskyPoster:
 
     def _record(self, job: SocialPostJob) -> dict:
         text = fit(job.text, job.link, BLUESKY_LIMIT, graphemes)
-        record = {"$type": POST, "text": text, "createdAt": job.occurred_at.isoformat().replace("+00:00", "Z")}
+        record: dict[str, object] = {"$type": POST, "text": text, "createdAt": job.occurred_at.isoformat().replace("+00:00", "Z")}
         if facets := link_facets(text):
             record["facets"] = facets
         return record

@@ -17,7 +17,7 @@ import time
 
 import httpx
 
-from services.dispatch.social.domain import EGRESS_REFUSED, Outcome, Verdict, Window, classify, fit, retry_after
+from services.dispatch.social.domain import EGRESS_REFUSED, Outcome, Window, classify, fit, retry_after
 from shared.egress import EgressRefused, require_pinned
 from shared.events import Channel, SocialPostJob
 from shared.postlength import mastodon_length

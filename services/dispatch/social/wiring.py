@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 
@@ -23,7 +24,7 @@ from shared.catalogue import BLUESKY_JOB, BLUESKY_RESULT, MASTODON_JOB, MASTODON
 @dataclass(frozen=True)
 class Network:
     settings: type[SocialDispatchSettings]
-    poster: Callable[[httpx.AsyncClient, SocialDispatchSettings], Poster]
+    poster: Callable[[httpx.AsyncClient, Any], Poster]  # Any: each lambda takes its own network's settings
     jobs: SubjectSpec
     results: SubjectSpec
     description: str

@@ -47,7 +47,8 @@ def _returned_message_id(report: Message) -> str | None:
             if isinstance(inner, Message) and inner.get("Message-ID"):
                 return str(inner["Message-ID"])
         elif ctype == "text/rfc822-headers":
-            headers = message_from_string(part.get_payload(decode=True).decode("utf-8", "replace"))
+            raw = part.get_payload(decode=True)
+            headers = message_from_string(raw.decode("utf-8", "replace") if isinstance(raw, bytes) else "")
             if headers.get("Message-ID"):
                 return str(headers["Message-ID"])
     return None
@@ -58,7 +59,7 @@ def _status_blocks(report: Message) -> list[Message]:
         if part.get_content_type() == "message/delivery-status":
             blocks = part.get_payload()
             if isinstance(blocks, list):
-                return blocks[1:]  # the first block is per-message
+                return [b for b in blocks[1:] if isinstance(b, Message)]  # the first block is per-message
     raise NotADsn("no message/delivery-status part")
 
 
@@ -66,7 +67,7 @@ def read_dsn(raw: bytes) -> DsnReading:
     report = message_from_bytes(raw, policy=policy.compat32)
     if report.get_content_type() != "multipart/report":
         raise NotADsn(f"expected multipart/report, got {report.get_content_type()}")
-    if (report.get_param("report-type") or "").lower() != "delivery-status":
+    if str(report.get_param("report-type") or "").lower() != "delivery-status":
         raise NotADsn("report-type is not delivery-status")
     blocks = _status_blocks(report)
     if not blocks:

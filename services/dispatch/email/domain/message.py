@@ -14,7 +14,7 @@ from functools import lru_cache
 from urllib.parse import quote
 
 from services.dispatch.email.domain.render import Templates, first_name
-from shared.events import EmailJob
+from shared.events import EmailJob, OpenedEmailJob
 
 __all__ = ["Outcome", "UnsafeHeader", "classify_smtp_code", "compose", "compose_bytes", "first_name",
            "job_id_of_message_id", "wire"]
@@ -70,7 +70,7 @@ def _checked(header: str, value: str, pattern: re.Pattern) -> str:
     return value
 
 
-def message_id(job: EmailJob, from_address: str) -> str:
+def message_id(job: EmailJob | OpenedEmailJob, from_address: str) -> str:
     """``<job id.random@domain>``: a bounce quoting it leads back to the job.
     A job id that is not dot-atom text is refused, not rewritten: a
     rewritten one would no longer lead a bounce back to its job."""
@@ -141,7 +141,7 @@ def _qp(text: str) -> bytes:
     return binascii.b2a_qp(text.encode(errors="replace"), istext=True).replace(b"\n", b"\r\n")
 
 
-def compose_bytes(job: EmailJob, from_address: str, list_id: str,
+def compose_bytes(job: OpenedEmailJob, from_address: str, list_id: str,
                   templates: Templates = DEFAULT_TEMPLATES) -> bytes:
     """The email, as SMTP carries and DKIM signs it (CRLF, 7-bit).
 
@@ -190,7 +190,7 @@ def compose_bytes(job: EmailJob, from_address: str, list_id: str,
     ))
 
 
-def compose(job: EmailJob, from_address: str, list_id: str,
+def compose(job: OpenedEmailJob, from_address: str, list_id: str,
             templates: Templates = DEFAULT_TEMPLATES) -> EmailMessage:
     """The same email, parsed back: what a mail client reads."""
     return message_from_bytes(compose_bytes(job, from_address, list_id, templates), policy=policy.default)

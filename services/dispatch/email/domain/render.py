@@ -9,11 +9,11 @@ the campaign's Markdown, rendered and sanitized (nh3) before it goes in."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import nh3
-from jinja2 import StrictUndefined
+from jinja2 import StrictUndefined, Template
 from jinja2.sandbox import SandboxedEnvironment
 from markdown_it import MarkdownIt
 from markupsafe import Markup, escape
@@ -80,6 +80,12 @@ class Templates:
     text: str = TEXT_TEMPLATE
     html: str = HTML_TEMPLATE
 
+    # set once by __post_init__ (the dataclass is frozen)
+    _text: Template = field(init=False, repr=False, compare=False)
+    _html: Template = field(init=False, repr=False, compare=False)
+    _frames: dict[tuple, tuple[list[str], list[str]]] = field(init=False, repr=False, compare=False)
+    _framed: bool = field(init=False, repr=False, compare=False)
+
     def __post_init__(self) -> None:
         # Parse once; a template with a syntax error fails at start, not per job.
         text_env = SandboxedEnvironment(autoescape=False, undefined=StrictUndefined, keep_trailing_newline=True)
@@ -116,7 +122,8 @@ class Templates:
         if frame is None:
             # a marker is falsy nowhere: stand-ins keep each {% if %} as the contact's values take it
             marked = {**values, **{name: _MARK.format(name) if values[name] else "" for name in PERSONAL}}
-            frame = tuple(_MARKS.split(part) for part in self._direct(marked))
+            text, html = self._direct(marked)
+            frame = (_MARKS.split(text), _MARKS.split(html))
             if len(self._frames) >= 256:  # a few relays at a time: no need to keep more
                 self._frames.clear()
             self._frames[key] = frame
