@@ -21,7 +21,6 @@ from shared.catalogue import (
     EMAIL_BOUNCE,
     FEED,
     MATCHER,
-    MESSAGE_PUBLISHED,
     MESSAGE_WITHDRAWN,
     PROFILE_UPDATED,
     RELAY_REQUESTED,

@@ -13,7 +13,6 @@ from services.feed import content
 from services.feed.domain import (
     Action,
     MessageDraft,
-    Outcome,
     Role,
     State,
     Facts,

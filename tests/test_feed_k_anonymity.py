@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
+from itertools import pairwise
 from pathlib import Path
 
 import httpx
@@ -86,7 +87,7 @@ def replicas(nats_url: str, pg_url: str, tmp_path: Path) -> Iterator[list[str]]:
                 procs.append(subprocess.Popen([sys.executable, "-m", "services.feed"], cwd=ROOT, env=env,
                                               stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL))
             urls.append(f"http://127.0.0.1:{port}")
-        for url, proc, log in zip(urls, procs, logs):
+        for url, proc, log in zip(urls, procs, logs, strict=True):
             ready(url, proc, log)
         yield urls
     finally:
@@ -211,7 +212,7 @@ def test_volunteers_relaying_one_after_another_cannot_be_told_apart(replicas: li
     try:
         for n, size in enumerate(SIZES):
             publish_raw(nats_url, events(mid, n, size))
-            poll(lambda: recorded(engine, mid, n + 1, sum(SIZES[:n + 1])), bool, timeout=20,
+            poll(lambda n=n: recorded(engine, mid, n + 1, sum(SIZES[:n + 1])), bool, timeout=20,
                  what=f"volunteer {n}'s relay counted")
             time.sleep(SETTLE + 0.2)  # older than the settle time: the report may count them
             reports.append(read_everything(replicas[n % 2], browsers[n % 2], mid))
@@ -229,10 +230,10 @@ def test_volunteers_relaying_one_after_another_cannot_be_told_apart(replicas: li
         shown = sorted({r[where] for r in numbers if where in r})
         counted = [volunteers_behind(where, value) for value in shown]
         assert all(p >= K for p in counted), (where, shown, counted)
-        assert all(q - p >= K for p, q in zip(counted, counted[1:])), (where, shown, counted)
+        assert all(q - p >= K for p, q in pairwise(counted)), (where, shown, counted)
         assert not {q - p for p in shown for q in shown} & set(SIZES), where  # no relay size by subtraction
     # Every other surface says what the API says, and changes only when it does.
-    for earlier, later, before, after in zip(reports, reports[1:], numbers, numbers[1:]):
+    for (earlier, later), (before, after) in zip(pairwise(reports), pairwise(numbers), strict=True):
         if before == after:
             assert {w: v for w, v in earlier.items() if w not in before} == \
                    {w: v for w, v in later.items() if w not in after}
@@ -313,9 +314,10 @@ def test_the_timeline_is_taken_while_nobody_looks(nats_url: str, db_url: str):
         taken, steps = 0, []
         for first in (0, 5):
             publish_raw(nats_url, [e for n in range(first, first + 5) for e in events(mid, n, SIZES[n])])
-            poll(lambda: recorded(engine, mid, first + 5, sum(SIZES[:first + 5])), bool, timeout=20,
+            poll(lambda first=first: recorded(engine, mid, first + 5, sum(SIZES[:first + 5])), bool, timeout=20,
                  what="the relays counted")
-            taken = len(poll(lambda: _stored_steps(engine, mid), lambda points: len(points) > taken, timeout=10,
+            taken = len(poll(lambda: _stored_steps(engine, mid), lambda points, taken=taken: len(points) > taken,
+                             timeout=10,
                              what="the scheduler taking the figures"))
             steps.append(utcnow())
         timeline = feed.get(f"/messages/{mid}/reach/timeline", headers=ADMIN).json()["channels"]["email"]

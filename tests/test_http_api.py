@@ -721,7 +721,7 @@ def test_concurrent_retries_with_one_idempotency_key_make_one_message(feed: Test
     rounds = 3  # the race is timing-dependent: a few keys, each sent from many threads
     for n in range(rounds):
         staff = {**bearer(STAFF_TOKEN), "Idempotency-Key": f"raced-key-{n}"}
-        outcomes = concurrently(8, lambda: feed.post("/messages", headers=staff, json=message_draft()))
+        outcomes = concurrently(8, lambda staff=staff: feed.post("/messages", headers=staff, json=message_draft()))
         listed = feed.get("/messages", headers=bearer(STAFF_TOKEN)).json()
         assert len(listed) == n + 1, listed
         summary = [(status, body.get("id") if isinstance(body, dict) else body) for status, body in outcomes]
@@ -752,7 +752,8 @@ def test_a_double_click_on_relay_is_one_relay(feed: TestClient, contacts: TestCl
 
     poll(relay_is_possible, bool, what="contacts to receive the messages")
     for item in inbox:
-        outcomes = concurrently(8, lambda: contacts.post(f"/inbox/{item['suggestion_id']}/relay", headers=alice))
+        outcomes = concurrently(8, lambda item=item: contacts.post(f"/inbox/{item['suggestion_id']}/relay",
+                                                                   headers=alice))
         summary = [(status, body.get("relay_id") if isinstance(body, dict) else body) for status, body in outcomes]
         assert all(status == 200 for status, _ in outcomes), f"some clicks failed: {summary}"
         assert len({body["relay_id"] for _, body in outcomes}) == 1, summary

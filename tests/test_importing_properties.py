@@ -118,8 +118,8 @@ def test_csv_written_by_the_csv_module_reads_back(rows, delimiter, encoding):
     # a name with a line break or a tab inside cannot be a To: display name: that row alone is refused
     refused = [control_character(name) is not None for name, _ in rows]
     assert [o.error is not None and o.error.startswith("name: ") for o in out] == refused
-    assert [o.draft.display_name for o in out if o.draft] == [n for (n, _), r in zip(rows, refused) if not r]
-    assert [o.draft.emails for o in out if o.draft] == [(normalize_email(e),) for (_, e), r in zip(rows, refused)
+    assert [o.draft.display_name for o in out if o.draft] == [n for (n, _), r in zip(rows, refused, strict=True) if not r]
+    assert [o.draft.emails for o in out if o.draft] == [(normalize_email(e),) for (_, e), r in zip(rows, refused, strict=True)
                                                          if not r]
 
 

@@ -7,7 +7,6 @@ refused; and a malformed cookie reads as "no session", never a 500."""
 from __future__ import annotations
 
 import base64
-import time
 from collections.abc import Iterator
 
 import httpx

@@ -113,8 +113,8 @@ def test_connect_see_and_disconnect_an_email_identity_without_showing_a_secret(c
     assert r.json()["since"]
     listed = contacts.get("/me/networks", headers=alice)
     assert {n["network"]: n["connected"] for n in listed.json()}["email"] is True
-    for r in (r, listed, contacts.get("/me/networks/email", headers=alice), contacts.get("/openapi.json")):
-        assert not any(s in r.text for s in OWN_SECRETS)
+    for answer in (r, listed, contacts.get("/me/networks/email", headers=alice), contacts.get("/openapi.json")):
+        assert not any(s in answer.text for s in OWN_SECRETS)
 
     with Session(contacts.app.state.engine) as session:  # sealed at rest: no secret, no address in clear
         (row,) = session.exec(select(NetworkAccount)).all()

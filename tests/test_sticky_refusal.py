@@ -175,8 +175,9 @@ def offer(stack: Stack, interest: str, *volunteers: NewVolunteer) -> dict[str, s
         publish(stack, MATCHER, SUGGESTION_MADE, Suggestion(
             suggestion_id=suggestion_id, volunteer_id=vol.volunteer_id, message_id=message_id,
             matched_interests=(interest,), audience_size=1), vol.volunteer_id)
-        poll(lambda: {e["suggestion_id"]: e["title"] for e in stack.contacts.get("/inbox", headers=vol.auth).json()},
-             lambda items: items.get(suggestion_id), what="the suggestion and its message")
+        poll(lambda vol=vol: {e["suggestion_id"]: e["title"]
+                              for e in stack.contacts.get("/inbox", headers=vol.auth).json()},
+             lambda items, suggestion_id=suggestion_id: items.get(suggestion_id), what="the suggestion and its message")
     return suggestions
 
 
