@@ -23,30 +23,32 @@ What is proven here:
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import re
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import nats
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData
 from sqlmodel import Session, select
 
-from services.contacts.app import create_app
-from services.contacts.store import CampaignMessage, ImportJob, Invite, SentItem
+from services.contacts.store import ImportJob, Invite, SentItem
 from shared.auth import hash_token
 from shared.catalogue import DISPATCH_JOBS_STREAM, SUPPRESSIONS_STREAM
 from shared.events import utcnow
-from tests.support.apps import PROVISIONING_TOKEN, contacts_settings
+from tests.support.apps import PROVISIONING_TOKEN
+from tests.support.contacts_api import (
+    CAMPAIGN,
+    PUBLIC_URL,
+    contacts_client,
+    offer,
+    relay_jobs,
+)
 from tests.support.http_api import (
     PROOF,
     add_contact,
@@ -61,20 +63,9 @@ from tests.support.http_api import (
     upload,
 )
 from tests.support.streams import stream_payloads
-from tests.support.waiting import poll
 from tests.support.transit_keys import opened_job  # jobs are sealed on the stream: opened as dispatch-email does
 
-CAMPAIGN = "Lyon en commun"
-PUBLIC_URL = "https://contacts.campagne.example"
 PROVISIONING = bearer(PROVISIONING_TOKEN)
-
-
-@contextmanager
-def contacts_client(nats_url: str, db_url: str, **settings: Any) -> Iterator[TestClient]:
-    app = create_app(contacts_settings(nats_url, db_url, campaign_name=CAMPAIGN, public_url=PUBLIC_URL,
-                                       **settings))
-    with TestClient(app) as client:
-        yield client
 
 
 @pytest.fixture
@@ -105,10 +96,6 @@ def invitations(nats_url: str) -> list[dict[str, Any]]:
             if job["kind"] == "invitation"]
 
 
-def relay_jobs(nats_url: str) -> list[dict[str, Any]]:
-    return [opened_job(job) for _, job in stream_payloads(nats_url, DISPATCH_JOBS_STREAM.name) if job["kind"] == "relay"]
-
-
 def link_token(url_or_text: str, kind: str) -> str:
     return re.search(rf"{re.escape(PUBLIC_URL)}/{kind}/([\w.-]+)", url_or_text).group(1)
 
@@ -124,44 +111,6 @@ def all_rows(engine) -> dict[str, list[dict[str, Any]]]:
 
 def as_text(value: Any) -> str:
     return value.decode("latin-1") if isinstance(value, (bytes, memoryview)) else str(value)
-
-
-def offer(contacts: TestClient, nats_url: str, interests: list[str],
-          volunteers: dict[str, dict[str, str]], title: str = "Réunion publique") -> dict[str, str]:
-    """A campaign message, suggested to each of ``volunteers`` (id -> auth)
-    as feed and the matcher would do it; returns each one's suggestion id
-    once it is in their inbox and the message has reached contacts."""
-    message_id = uuid.uuid4().hex
-    suggestion_ids = {vid: uuid.uuid4().hex for vid in volunteers}
-    message = {"message_id": message_id, "title": title, "body": f"{title}, le 12 décembre.",
-               "interests": interests,
-               "variants": {"email": {"subject": title, "body": f"{title} : rendez-vous le 12 décembre."}}}
-
-    async def publish() -> None:
-        nc = await nats.connect(nats_url)
-        try:
-            js = nc.jetstream()
-            await js.publish("feed.messages.published", json.dumps(message).encode(),
-                             headers={"Nats-Msg-Id": message_id})
-            for vid, sid in suggestion_ids.items():
-                suggestion = {"suggestion_id": sid, "volunteer_id": vid, "message_id": message_id,
-                              "matched_interests": interests, "audience_size": 1}
-                await js.publish(f"matcher.suggestions.{vid}", json.dumps(suggestion).encode(),
-                                 headers={"Nats-Msg-Id": sid})
-        finally:
-            await nc.close()
-
-    asyncio.run(publish())
-
-    def arrived() -> bool:
-        with Session(contacts.app.state.engine) as session:
-            return session.get(CampaignMessage, message_id) is not None
-
-    poll(arrived, bool, what="contacts to receive the message")
-    for vid, auth in volunteers.items():
-        poll(lambda: [e["suggestion_id"] for e in contacts.get("/inbox", headers=auth).json()],
-             lambda ids: suggestion_ids[vid] in ids, what=f"the suggestion in {vid}'s inbox")
-    return suggestion_ids
 
 
 def relay(contacts: TestClient, auth: dict[str, str], suggestion_id: str) -> dict[str, Any]:
@@ -241,7 +190,7 @@ def test_a_code_redeemed_twice_at_once_gives_one_working_token(contacts: TestCli
     for n in range(3):  # the race is timing-dependent: a few codes, each redeemed from many threads
         code = contacts.post("/admin/invites", headers=PROVISIONING, json={
             "display_name": f"Nadia {n}", "email": f"nadia{n}@benevoles.example"}).json()["code"]
-        outcomes = concurrently(6, lambda: contacts.post("/auth/redeem", json={"code": code}))
+        outcomes = concurrently(6, lambda code=code: contacts.post("/auth/redeem", json={"code": code}))
         granted = [body["token"] for status, body in outcomes if status == 200]
         assert all(status in (200, 400) for status, _ in outcomes), outcomes
         assert len(granted) == 1, f"{len(granted)} tokens for one code: {[s for s, _ in outcomes]}"

@@ -57,9 +57,9 @@ from shared.sealed import TransitSealer, seal_email
 from tests.support.apps import contacts_settings
 from tests.support.servers import SmtpRecorder, SmtpServer
 from tests.support.streams import stream_payloads
-from tests.test_web_volunteer import contact_ids, import_file, signed_in
 from tests.support.volunteer_accounts import new_volunteer
 from tests.support.waiting import poll
+from tests.support.web_client import contact_ids, import_file, signed_in
 from tools.stack import Ports, Stack, StackConfig, dev_keys, dev_transit_key, free_port
 
 HOSTILE = "Eve\r\nX-Injected: yes\r\nContent-Type: text/html\r\n\r\n<a href=https://evil.example/>Cliquez</a>"
@@ -131,7 +131,7 @@ def received(smtp: SmtpServer, to: str, timeout: float = 30) -> tuple[bytes, Ema
     recorder = smtp.recorder
 
     def find():
-        return [(raw, msg) for raw, msg, (_, rcpt) in zip(recorder.raw, recorder.messages, recorder.envelopes)
+        return [(raw, msg) for raw, msg, (_, rcpt) in zip(recorder.raw, recorder.messages, recorder.envelopes, strict=True)
                 if rcpt == [to]]
 
     (found,) = poll(find, bool, timeout=timeout, what=f"the email to {to}")

@@ -11,10 +11,10 @@ from fastapi.testclient import TestClient
 
 from services.matcher.app import create_app
 from services.matcher.domain import partition_of
-from shared.messaging import Bus
 from shared.catalogue import CONTACTS, PROFILE_UPDATED
 from shared.events import InterestProfile
-from tests.test_matcher_service import feed_publish, message, settings, stored_suggestions, wait_ready
+from shared.messaging import Bus
+from tests.support.matcher import feed_publish, message, settings, stored_suggestions, wait_ready
 from tests.support.waiting import poll
 
 VOLUNTEERS = [f"vol-{i:03d}" for i in range(200)]

@@ -18,7 +18,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
 from tests.support.servers import SmtpRecorder, SmtpServer
-from tests.test_relay_fanout import volunteer
+from tests.support.volunteer_accounts import volunteer_with_a_friend
 from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig, free_port
 
@@ -69,8 +69,8 @@ def test_a_relay_goes_through_the_volunteers_own_smtp_account(stack, smtp_server
     cfg = stack.cfg
     contacts, staff = cfg.url("contacts"), {"Authorization": f"Bearer {cfg.staff_token}"}
     with httpx.Client(timeout=10) as http:
-        alice = volunteer(http, cfg, "Alice Martin", "alice@benevoles.example")
-        bob = volunteer(http, cfg, "Bob Nguyen", "bob@benevoles.example")
+        alice = volunteer_with_a_friend(http, cfg, "Alice Martin", "alice@benevoles.example")
+        bob = volunteer_with_a_friend(http, cfg, "Bob Nguyen", "bob@benevoles.example")
         # the stack's own ports are not Bob's to name (issue 11, finding 5): only Alice's allow-listed server is
         for port in (cfg.ports.nats, cfg.ports.contacts, cfg.ports.smtp):
             r = http.put(f"{contacts}/me/networks/email", headers=bob, json={

@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from tests.support.fake_social import FakeSocial, Served
-from tests.support.volunteer_accounts import new_volunteer
+from tests.support.volunteer_accounts import volunteer_with_a_friend
 from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
 
@@ -44,21 +44,12 @@ def stack(tmp_path: Path, smtp_server, fake):
         yield running
 
 
-def volunteer(http: httpx.Client, cfg: StackConfig, name: str, email: str) -> dict[str, str]:
-    auth = new_volunteer(http, cfg.provisioning_token, name, email, cfg.url("contacts")).auth
-    r = http.post(f"{cfg.url('contacts')}/contacts", headers=auth, json={
-        "name": f"Ami de {name}", "emails": [f"ami.{email.split('@')[0]}@exemple.fr"], "interests": ["education"],
-        "consent": "confirmed", "consent_proof": "said yes at the market"})
-    assert r.status_code == 201, r.text
-    return auth
-
-
 def test_one_click_reaches_every_connected_network(stack, fake, smtp_server):
     cfg = stack.cfg
     contacts, staff = cfg.url("contacts"), {"Authorization": f"Bearer {cfg.staff_token}"}
     with httpx.Client(timeout=10) as http:
-        alice = volunteer(http, cfg, "Alice Martin", "alice@benevoles.example")
-        bob = volunteer(http, cfg, "Bob Nguyen", "bob@benevoles.example")
+        alice = volunteer_with_a_friend(http, cfg, "Alice Martin", "alice@benevoles.example")
+        bob = volunteer_with_a_friend(http, cfg, "Bob Nguyen", "bob@benevoles.example")
         for network, body in {
             "mastodon": {"instance_url": fake.url, "access_token": MASTODON_TOKEN, "handle": "@alice@127.0.0.1"},
             "bluesky": {"handle": "alice.bsky.social", "app_password": APP_PASSWORD},

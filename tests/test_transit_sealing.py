@@ -36,12 +36,12 @@ from shared.events import Channel, DeliveryStatus, EmailJob, SocialPostJob
 from shared.sealed import SealError, TransitKeys, TransitSealer, open_credentials, open_email, seal_email, seal_post
 from shared.settings import CommonSettings
 from tests.support.apps import KEYS, PROVISIONING_TOKEN
+from tests.support.contacts_api import offer
 from tests.support.dispatch_email import consumer_settled, dispatcher, job, results
 from tests.support.http_api import add_contact, new_volunteer
 from tests.support.social import MASTODON, running
 from tests.support.social import results as social_results
 from tests.support.transit_keys import CONTACTS_TRANSIT_KEYS, TRANSIT_KEYS, opened_job
-from tests.test_contacts_api import offer
 
 OWN_SMTP = "127.0.0.1:2587"  # the volunteer's own server: allowed by the egress policy, never reached here
 NOTE = "Ça me tient à cœur, on en parlait au marché-de-la-Croix-Rousse"

@@ -13,11 +13,17 @@ from fastapi.testclient import TestClient
 
 from services.contacts.app import create_app
 from tests.support.apps import PROVISIONING_TOKEN, contacts_settings
-from tests.support.waiting import poll
-from tests.support.web_client import Browser, csrf_of
+from tests.support.web_client import (
+    Browser,
+    contact_ids,
+    contact_ids_in,
+    csrf_of,
+    import_file,
+    invite,
+    signed_in,
+)
 
 PAGES = ("/app/inbox", "/app/contacts", "/app/networks", "/app/interests", "/app/history", "/app/import")
-ADMIN = {"Authorization": f"Bearer {PROVISIONING_TOKEN}"}
 
 
 @pytest.fixture
@@ -29,22 +35,6 @@ def app(nats_url, tmp_path):
 def client(app) -> Iterator[TestClient]:
     with TestClient(app, base_url="https://testserver") as http:
         yield http
-
-
-def invite(http: TestClient, name: str, email: str) -> str:
-    answer = http.post("/admin/invites", json={"display_name": name, "email": email}, headers=ADMIN)
-    assert answer.status_code == 201, answer.text
-    assert "/join#" in answer.json()["invite_url"]
-    return answer.json()["code"]
-
-
-def signed_in(client: TestClient, name: str = "Alice Martin", email: str = "alice@benevoles.example") -> Browser:
-    """A fresh browser (its own cookie jar) on the running app, signed in by an invitation."""
-    browser = Browser(client)
-    code = invite(client, name, email)
-    answer = browser.post_form("/app/sign-in/invite", {"code": code}, from_page="/join")
-    assert answer.status_code == 303 and answer.headers["location"] == "/app/inbox", answer.text
-    return browser
 
 
 def test_the_invitation_link_becomes_a_strict_session_cookie(client, app):
@@ -127,28 +117,10 @@ def test_language_from_the_browser_then_switched_by_a_cookie(client):
     assert bad.status_code == 422 and "lang: one of fr, en" in bad.text
 
 
-def import_file(browser: Browser, text: str) -> str:
-    answer = browser.post_form("/app/import", from_page="/app/import",
-                               files={"file": ("contacts.csv", text.encode(), "text/csv")})
-    assert answer.status_code == 303, answer.text
-    report_path = answer.headers["location"]
-    poll(lambda: browser.get(f"{report_path}/status").json(), lambda job: job["status"] != "running",
-         what="the import to finish")
-    return report_path
-
-
 CSV = ("First Name,Last Name,E-mail Address,Categories\n"
        "Camille,Durand,camille.durand@exemple.fr,education\n"
        "Louis,Petit,louis.petit@exemple.fr,seniors\n"
        "Sans,Adresse,pas-une-adresse,transport\n")
-
-
-def contact_ids_in(page: str) -> dict[str, str]:
-    return {name: cid for cid, name in re.findall(r'href="/app/contacts/([0-9a-f]{32})">([^<]+)</a>', page)}
-
-
-def contact_ids(browser: Browser) -> dict[str, str]:
-    return contact_ids_in(browser.get("/app/contacts").text)
 
 
 def test_import_edit_consent_tag_export_delete(client):

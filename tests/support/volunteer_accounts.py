@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import httpx
 
+from tools.stack import StackConfig
+
 
 @dataclass(frozen=True)
 class NewVolunteer:
@@ -32,3 +34,13 @@ def new_volunteer(http: httpx.Client, provisioning_token: str, name: str, email:
     assert redeemed.status_code == 200, redeemed.text
     assert redeemed.json()["volunteer_id"] == made.json()["volunteer_id"]
     return NewVolunteer(redeemed.json()["volunteer_id"], redeemed.json()["token"])
+
+
+def volunteer_with_a_friend(http: httpx.Client, cfg: StackConfig, name: str, email: str) -> dict[str, str]:
+    """A volunteer of a running stack, with one confirmed contact interested in education."""
+    auth = new_volunteer(http, cfg.provisioning_token, name, email, cfg.url("contacts")).auth
+    r = http.post(f"{cfg.url('contacts')}/contacts", headers=auth, json={
+        "name": f"Ami de {name}", "emails": [f"ami.{email.split('@')[0]}@exemple.fr"], "interests": ["education"],
+        "consent": "confirmed", "consent_proof": "said yes at the market"})
+    assert r.status_code == 201, r.text
+    return auth
