@@ -26,10 +26,13 @@ from services.contacts import book as book_ops
 from services.contacts.book import PageQuery, open_book
 from services.contacts.crypto import MasterKey
 from services.contacts.domain import Consent
-from services.contacts.importer import CHUNK, run_import
+from services.contacts.importer import CHUNK
+from services.contacts.usecases._unit import Keys
+from services.contacts.usecases.import_file import run_import
 from services.contacts.store import ImportJob, Volunteer, create_schema
 from shared.blind_index import BlindIndex
 from shared.db import make_engine
+from shared.links import LinkSigner
 
 FIRST = ["Hélène", "Marc", "Inès", "Louis", "Chloé", "Hugo", "Jeanne", "Karim", "Léa", "Tom"]
 LAST = ["Durand", "Petit", "Moreau", "Laurent", "Bernard", "Roux", "Diallo", "Nguyen", "Martin", "Garcia"]
@@ -59,8 +62,8 @@ def maillage_import(db_url: str, path: Path) -> tuple[float, int, int]:
     copy.write_bytes(path.read_bytes())  # run_import removes its upload when done
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     started = time.perf_counter()
-    run_import(engine, MasterKey({1: b"m" * 32}), BlindIndex(b"i" * 32), vol.id, job.id, str(copy),
-               "contacts.csv", None, None)
+    keys = Keys(MasterKey({1: b"m" * 32}), BlindIndex(b"i" * 32), LinkSigner(b"l" * 32))
+    run_import(engine, keys, vol.id, job.id, str(copy), "contacts.csv", None, None)
     seconds = time.perf_counter() - started
     peak = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss_before) * 1024
     with Session(engine) as s:
@@ -68,7 +71,7 @@ def maillage_import(db_url: str, path: Path) -> tuple[float, int, int]:
         assert done is not None and volunteer is not None
         assert done.status == "done", done.error
         imported = done.imported
-        book = open_book(s, MasterKey({1: b"m" * 32}), BlindIndex(b"i" * 32), volunteer)
+        book = open_book(s, keys.master, keys.index, volunteer)
         page_timings(s, book)
     engine.dispose()
     return seconds, imported, peak
