@@ -121,11 +121,12 @@ class SqliteLedger(Ledger):
         self._db.execute("PRAGMA busy_timeout=5000")
         await super().open()
 
+    # Opened by prepare(), before the first job; not checked again per query (the hot path).
     async def _execute(self, sql: str, params: tuple = ()) -> None:
-        self._db.execute(sql, params)
+        self._db.execute(sql, params)  # type: ignore[union-attr]
 
     async def _fetchone(self, sql: str, params: tuple = ()) -> tuple[Any, ...] | None:
-        return self._db.execute(sql, params).fetchone()
+        return self._db.execute(sql, params).fetchone()  # type: ignore[union-attr]
 
     async def close(self) -> None:
         if self._db is not None:
