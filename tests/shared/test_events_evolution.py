@@ -419,8 +419,8 @@ def test_the_sealed_content_of_an_email_job_stays_strict():
     """Unknown fields are ignored on events, never inside the seal."""
     from pydantic import ValidationError
 
-    from shared.sealed import open_email, seal_email
     from shared.events import OpenedEmailJob
+    from shared.sealed import open_email, seal_email
     from tests.support.transit_keys import EMAIL_SEALER
 
     opened = OpenedEmailJob(job_id="j-1", relay_id="r-1", message_id="m-1", volunteer_id="vol-1", recipient_hash=HASH,

@@ -20,8 +20,8 @@ from services.feed.domain import Outcome, Role, State
 from shared.events import Channel
 from shared.outcomes import VolunteerLine
 from shared.web.i18n import LANGUAGES, SHARED, Catalog
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 SITES = {"contacts": ROOT / "services/contacts/web", "feed": ROOT / "services/feed/web"}
 LITERAL = re.compile(r"""\bt\(\s*['"]([a-z0-9_.]+)['"]\s*[,)]""")
 FAMILY = re.compile(r"""\bt\(\s*['"]([a-z0-9_.]+\.)['"]\s*~""")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -13,9 +12,8 @@ from pydantic import BaseModel
 from shared import asyncapi, catalogue
 from shared.catalogue import SERVICES, STREAMS, SUBJECTS, subject_matches
 from tests.support.apps import build_apps
+from tests.support.paths import ROOT
 from tools import subjects_table
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_every_subject_lives_in_its_declared_stream_and_only_there():

@@ -11,7 +11,8 @@ import json
 import time
 
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from shared.links import MAX_TOKEN_CHARS, InvalidLink, LinkSigner
 

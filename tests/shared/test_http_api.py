@@ -51,8 +51,6 @@ from services.contacts.store import (
 from shared.catalogue import DISPATCH_JOBS_STREAM, PROFILE_UPDATED, SUPPRESSIONS_STREAM
 from shared.links import LinkSigner
 from tests.support.apps import PROVISIONING_TOKEN, STAFF_TOKEN, build_apps
-from tests.support.servers import NatsServer, start_nats
-from tests.support.streams import stream_payloads
 from tests.support.http_api import (
     BAD_AUTHORIZATIONS,
     DUMMY_ID,
@@ -80,6 +78,8 @@ from tests.support.http_api import (
     schema_properties,
     upload,
 )
+from tests.support.servers import NatsServer, start_nats
+from tests.support.streams import stream_payloads
 from tests.support.transit_keys import opened_job
 from tests.support.waiting import poll
 

@@ -16,7 +16,6 @@ import pytest
 import structlog
 from prometheus_client import REGISTRY
 
-from shared.messaging import Bus, UndeclaredSubject
 from shared.catalogue import (
     CONTACTS,
     DISPATCH_EMAIL,
@@ -30,6 +29,7 @@ from shared.catalogue import (
     PROFILES_STREAM,
 )
 from shared.events import InterestProfile, MessagePublished, Variants
+from shared.messaging import Bus, UndeclaredSubject
 from shared.observability.logging import configure_logging
 
 PII = "camille.dupont@exemple.fr"
@@ -336,8 +336,8 @@ async def test_rejection_log_does_not_leak_a_bad_dict_key_or_field_name(nats_url
 async def test_a_replay_of_one_subject_is_caught_up_when_its_stream_holds_only_others(nats_url):
     """FEED holds published messages but no withdrawal yet: a replay of
     withdrawals has nothing to wait for (a second `make run` hung on this)."""
-    from shared.messaging import Replay
     from shared.catalogue import MESSAGE_WITHDRAWN
+    from shared.messaging import Replay
 
     feed = Bus(FEED, nats_url)
     await feed.connect()

@@ -151,8 +151,8 @@ async def test_the_matcher_indexes_a_profile_from_its_replay():
 
 
 async def test_a_social_dispatcher_learns_a_withdrawal():
-    from services.dispatch.social.settings import MastodonDispatchSettings
     from services.dispatch.social.app import SocialDispatcher
+    from services.dispatch.social.settings import MastodonDispatchSettings
     from shared.catalogue import DISPATCH_MASTODON, MASTODON_JOB, MASTODON_RESULT
     from tests.support.transit_keys import TRANSIT_KEYS
 
