@@ -11,13 +11,11 @@ from sqlmodel import select
 
 from services.contacts.errors import BookGone, CodeRefused, Conflict, Invalid, NotFound, TooLarge
 from services.contacts.store import Volunteer
-from services.contacts.usecases._unit import Contacts, Keys
+from services.contacts.usecases._unit import Contacts
 from services.contacts.usecases.relay import REFUSAL_STATUS, RelayRefused
 from shared.auth import Authenticator, Principal, hash_token, require, same_token
 from shared.db import in_session
 from shared.web.errors import Answers, not_found
-
-__all__ = ["ANSWERS", "ContactsDep", "CurrentVolunteer", "Keys", "contacts_authenticator"]
 
 PROVISIONER, VOLUNTEER = "provisioner", "volunteer"
 

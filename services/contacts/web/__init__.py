@@ -1,7 +1,8 @@
 """The volunteer's web app, served by contacts at /app/: sign in through
 the invitation link, the inbox and its one-click relay, the contact book
-and its imports, networks, interests, history. Pages call the API's own
-route functions, so the rules (scoping, consent, taxonomy) are the API's."""
+and its imports, networks, interests, history. Pages call the same use
+cases as the API (services/contacts/usecases), so the rules (scoping,
+consent, taxonomy) and the refusals are the API's."""
 
 from __future__ import annotations
 
