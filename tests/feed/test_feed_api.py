@@ -20,8 +20,6 @@ from services.feed.store import message_facts
 from shared.catalogue import EMAIL_RESULT, RELAY_REQUESTED, SUGGESTION_MADE, TAXONOMY_STREAM
 from shared.events import Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
 from tests.support.apps import PROVISIONING_TOKEN
-from tests.support.servers import NatsServer, start_nats
-from tests.support.streams import feed_events, stream_messages
 from tests.support.feed import (
     ADMIN,
     bearer,
@@ -31,6 +29,8 @@ from tests.support.feed import (
     running_feed,
     staff_token,
 )
+from tests.support.servers import NatsServer, start_nats
+from tests.support.streams import feed_events, stream_messages
 from tests.support.waiting import poll
 
 UNAUTHORIZED = {"detail": "missing or invalid bearer token"}

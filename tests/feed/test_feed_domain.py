@@ -12,11 +12,11 @@ import pytest
 from services.feed import content
 from services.feed.domain import (
     Action,
+    Facts,
     MessageDraft,
     Role,
-    State,
-    Facts,
     ShownState,
+    State,
     TransitionError,
     advance,
     contributions,

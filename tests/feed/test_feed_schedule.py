@@ -11,9 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from shared.catalogue import TAXONOMY_STREAM
+from tests.support.feed import ADMIN, later, message, running_feed
 from tests.support.servers import start_nats
 from tests.support.streams import feed_events, stream_messages
-from tests.support.feed import ADMIN, later, message, running_feed
 from tests.support.waiting import poll
 
 TERMS = [{"name": "education", "label_fr": "Éducation", "label_en": "Education"}]

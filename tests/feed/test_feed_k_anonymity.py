@@ -51,11 +51,11 @@ from shared.db import make_engine
 from shared.events import Channel, DeliveryStatus, DispatchResult, RelayRequested, Suggestion, utcnow
 from tests.support.apps import STAFF_TOKEN
 from tests.support.feed import ADMIN, message, publish_raw, running_feed
+from tests.support.paths import ROOT
 from tests.support.waiting import poll
 from tools import cli
 from tools.stack import free_port
 
-ROOT = Path(__file__).resolve().parent.parent
 K = 5
 # Feed replicas as processes, racing on one database.
 pytestmark = pytest.mark.slow
