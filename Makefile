@@ -54,8 +54,8 @@ docs: install ## regenerate from the code: README subject table, docs/asyncapi.j
 	$(PY) -m tools.k8s_manifests --write
 
 deploy-check: install ## deploy/ offline: kustomize + kubernetes-validate, nats-server -t, hadolint, metrics (part of make test)
-	$(PY) -m pytest $(PYTEST_ARGS) tests/test_deploy_manifests.py tests/test_deploy_image.py \
-		tests/test_deploy_observability.py tests/test_nats_permissions.py
+	$(PY) -m pytest $(PYTEST_ARGS) tests/deploy/test_deploy_manifests.py tests/deploy/test_deploy_image.py \
+		tests/deploy/test_deploy_observability.py tests/deploy/test_nats_permissions.py
 
 clean: ## remove local state (var/) and caches
 	rm -rf var .pytest_cache

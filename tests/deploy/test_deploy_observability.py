@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import yaml
 from prometheus_client import REGISTRY
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 MONITORING = ROOT / "deploy/k8s/base/monitoring"
 # Metrics Maillage does not export itself: JetStream consumer state from the
 # NATS Helm chart's prometheus-nats-exporter (promExporter: -jsz=all -prefix=nats), and

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.support.manifests import OVERLAYS, WORKLOADS, containers, of_kind
+from tests.support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 

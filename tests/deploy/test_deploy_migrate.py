@@ -8,14 +8,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 from sqlalchemy import inspect, text
 
 from shared.db import make_engine
+from tests.support.paths import ROOT
 from tools.stack import dev_keys
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_concurrent_migrations_of_feed_and_contacts_on_one_database(pg_url, tmp_path):

@@ -12,13 +12,22 @@ import pytest
 from nats.errors import Error as NatsError
 from nats.errors import TimeoutError as NatsTimeout
 
-from shared.messaging import Bus, inbox_prefix
 from shared.catalogue import (
-    CONTACTS, DISPATCH_EMAIL, DISPATCH_MASTODON, EMAIL_JOB, FEED, MATCHER, SERVICES, SUBJECTS, subject_matches,
+    CONTACTS,
+    DISPATCH_EMAIL,
+    DISPATCH_MASTODON,
+    EMAIL_JOB,
+    FEED,
+    MATCHER,
+    SERVICES,
+    SUBJECTS,
+    subject_matches,
 )
+from shared.messaging import Bus, inbox_prefix
 from tests.support.nats_auth import REFUSED, secured_config, server_env
 from tests.support.paths import ROOT
-from tools.nats_permissions import DEFAULT_PATH, main as permissions_main, permissions
+from tools.nats_permissions import DEFAULT_PATH, permissions
+from tools.nats_permissions import main as permissions_main
 from tools.stack import free_port, nats_server_binary
 
 JOBS = EMAIL_JOB.stream.name  # DISPATCH_JOBS
