@@ -12,16 +12,14 @@ import os
 import re
 import subprocess
 import sys
-from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.support.paths import ROOT
 from tests.support.volunteer_accounts import new_volunteer
 from tests.support.waiting import poll
 from tools.stack import Ports, Stack, StackConfig
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")

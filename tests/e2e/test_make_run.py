@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.support.paths import ROOT
+
 # `make run` as a user runs it: the whole system as processes.
 pytestmark = [pytest.mark.slow, pytest.mark.nats]
 
