@@ -23,6 +23,7 @@ from services.feed.usecases.withdraw import expire
 from shared.messaging import Bus
 from shared.db import in_session
 from shared.events import utcnow
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -92,9 +93,5 @@ class Scheduler:
 
     async def stop(self) -> None:
         if self.task is not None:
-            self.task.cancel()
-            try:
-                await self.task
-            except asyncio.CancelledError:
-                pass
+            await cancel_and_wait([self.task])
             self.task = None

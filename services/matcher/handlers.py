@@ -45,6 +45,7 @@ from shared.catalogue import (
     SubjectSpec,
 )
 from shared.events import MessagePublished, MessageWithdrawn, utcnow
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -145,9 +146,7 @@ class Handlers:
         self._spawn(self._release_loop())
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_and_wait(list(self._tasks))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coro)

@@ -27,6 +27,7 @@ from nats.js.api import AckPolicy, ConsumerConfig
 
 from shared.catalogue import SubjectSpec
 from shared.messaging.settle import Meters, settle
+from shared.tasks import cancel_and_wait
 
 log = structlog.get_logger(__name__)
 
@@ -61,15 +62,13 @@ class PullConsumer:
         ``timeout``), then the workers end. Idempotent."""
         if self.fetcher is None or self.queue is None:
             return
-        self.fetcher.cancel()  # a message fetched but not queued is redelivered after ack_wait
-        await asyncio.gather(self.fetcher, return_exceptions=True)
+        # a message fetched but not queued is redelivered after ack_wait
+        await cancel_and_wait([self.fetcher])
         try:
             await asyncio.wait_for(self.queue.join(), timeout)
         except TimeoutError:
             log.warning("consumer.drain_timeout", subject=self.spec.pattern, left=self.queue.qsize())
-        for worker in self.workers:
-            worker.cancel()
-        await asyncio.gather(*self.workers, return_exceptions=True)
+        await cancel_and_wait(self.workers)
         self.fetcher, self.workers = None, []
 
     async def _fetch(self, sub, queue: asyncio.Queue[Msg]) -> None:
