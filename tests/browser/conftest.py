@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.paths import ROOT
 from tools.stack import Ports, Stack, StackConfig
 
-ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "test-artifacts" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
 # Without the background-networking flags Chromium keeps dialling Google's

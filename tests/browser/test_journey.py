@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 from playwright.sync_api import expect
 
-from tests.browser.pages import check_and_shoot, watch_console
+from tests.support.pages import check_and_shoot, watch_console
 from tests.support.waiting import poll
 
 CSV = ("First Name,Last Name,E-mail Address,Categories\n"

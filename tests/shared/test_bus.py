@@ -68,7 +68,7 @@ async def wait_until(check: Callable[[], bool], timeout: float = 10.0) -> None:
 
 
 # Streams are applied by tools/streams.py, never by a service's bus:
-# tests/test_nats_stream_admin.py (idempotent apply, in-place update, refusals).
+# tests/deploy/test_nats_stream_admin.py (idempotent apply, in-place update, refusals).
 
 
 # -- 2. malformed payloads --------------------------------------------------------------
