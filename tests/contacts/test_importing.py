@@ -7,7 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import tracemalloc
-from pathlib import Path
 
 import pytest
 
@@ -25,8 +24,9 @@ from services.contacts.importing import (
     parse_vcards,
     write_contacts_csv,
 )
+from tests.support.paths import DATA as TESTS_DATA
 
-DATA = Path(__file__).parent / "data" / "importing"
+DATA = TESTS_DATA / "importing"
 
 
 def parse(text: str, encoding: str = "utf-8", **kwargs) -> list[RowOutcome]:

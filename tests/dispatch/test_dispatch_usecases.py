@@ -31,9 +31,10 @@ from shared.events import Channel, MessageWithdrawn, Suppressed
 from shared.messaging import FakeBus
 from shared.outcomes import OutcomeKind
 from tests.support.dispatch_email import FROM, LIST_ID, job, sealed, settings
+from tests.support.dsn import dsn
+from tests.support.paths import ROOT
 from tests.support.social import sealed_post_job
 from tests.support.transit_keys import TRANSIT_KEYS
-from tests.support.dsn import dsn
 
 
 class Relay:
@@ -149,8 +150,7 @@ async def test_a_social_job_is_posted_once_and_a_withdrawn_one_not_at_all():
 def test_the_email_dispatcher_publishes_only_through_its_outbound_module():
     """Every publish of the email dispatcher is in outbound.py (one place
     to read what leaves, and the ids it dedupes on)."""
-    from pathlib import Path
 
-    root = Path(__file__).parent.parent / "services/dispatch"
+    root = ROOT / "services/dispatch"
     publishing = sorted(str(p.relative_to(root)) for p in root.rglob("*.py") if ".publish" in p.read_text())
     assert publishing == ["email/outbound.py", "social/outbound.py"]

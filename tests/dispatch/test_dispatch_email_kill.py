@@ -20,12 +20,12 @@ from shared.catalogue import CONTACTS, DISPATCH_EMAIL, DISPATCH_JOBS_STREAM, EMA
 from shared.events import Channel
 from shared.messaging import Bus
 from tests.support.dispatch_email import FROM, job, sealed
+from tests.support.paths import ROOT
 from tests.support.transit_keys import TRANSIT_KEYS
 from tools.stack import free_port
 
 RECIPIENTS = 2000
 POOL = 4
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def start_dispatcher(nats_url: str, smtp_port: int, ledger: Path, log: Path) -> subprocess.Popen:

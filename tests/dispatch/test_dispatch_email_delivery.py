@@ -9,7 +9,6 @@ import email
 import email.policy
 import re
 import time
-from pathlib import Path
 
 import dkim
 import nats
@@ -38,10 +37,8 @@ from tests.support.dispatch_email import (
     settings,
     text_of,
 )
+from tests.support.paths import ROOT
 from tests.support.servers import SmtpRecorder
-
-ROOT = Path(__file__).resolve().parent.parent
-
 
 # -- personalisation ------------------------------------------------------------------------------
 

@@ -3,7 +3,7 @@ between jobs (a Bluesky session, an authenticated SMTP connection) serves
 only the credential that opened it. A second volunteer naming the same
 account with a made-up password must not ride on the first one's login.
 (Mastodon and X keep nothing per account: each post carries its own token;
-the Bluesky attack is in tests/test_social_adapters.py.)"""
+the Bluesky attack is in tests/dispatch/test_social_adapters.py.)"""
 
 from __future__ import annotations
 

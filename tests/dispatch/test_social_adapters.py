@@ -1,5 +1,5 @@
 """Each social adapter against a local server that answers as the network
-does (tests/fake_social.py): posting, idempotency, limits, expired
+does (tests/support/fake_social.py): posting, idempotency, limits, expired
 sessions, revoked tokens, 429s and rate-limit headers."""
 
 from __future__ import annotations

@@ -34,14 +34,14 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.contacts.app import create_app
-from shared.messaging import Bus
 from shared.catalogue import FEED, MATCHER, MESSAGE_PUBLISHED, SUGGESTION_MADE
 from shared.events import MessagePublished, Suggestion, Variants
+from shared.messaging import Bus
 from tests.support.apps import BOUNCE_TOKEN, PROVISIONING_TOKEN, build_apps, contacts_settings
 from tests.support.servers import SmtpRecorder
 from tests.support.volunteer_accounts import NewVolunteer, new_volunteer
-from tests.support.web_client import Browser
 from tests.support.waiting import poll
+from tests.support.web_client import Browser
 
 PUBLIC_URL = "https://contacts.campagne.example"
 PROOF = "trust me"

@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from services.contacts.app import create_app
-from shared.messaging import Bus
 from shared.catalogue import FEED, MATCHER, MESSAGE_PUBLISHED, MESSAGE_WITHDRAWN, SUGGESTION_MADE, TAXONOMY_PUBLISHED
 from shared.events import (
     MessagePublished,
@@ -22,6 +21,7 @@ from shared.events import (
     Variants,
     utcnow,
 )
+from shared.messaging import Bus
 from tests.support.apps import PROVISIONING_TOKEN, contacts_settings
 from tests.support.volunteer_accounts import new_volunteer
 from tests.support.waiting import poll

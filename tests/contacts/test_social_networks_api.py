@@ -15,8 +15,8 @@ from sqlmodel import Session, select
 from services.contacts.app import create_app
 from services.contacts.book import open_book
 from services.contacts.networks import connected_credentials, email_identity
-from services.contacts.store import NetworkAccount, Volunteer
 from services.contacts.sharing import share_links
+from services.contacts.store import NetworkAccount, Volunteer
 from shared.events import Channel
 from shared.smtp_identity import SmtpIdentity
 from tests.support.apps import contacts_settings
@@ -165,7 +165,7 @@ def test_bad_email_identity_names_the_field_and_never_echoes_the_password(contac
 
 def test_this_machines_own_server_is_refused_unless_the_allow_list_names_it(contacts: TestClient):
     # an SMTP server on loopback is one of our own ports (issue 11, finding 5): a local run names
-    # its sink in MAILLAGE_EGRESS_ALLOW (tests/test_egress.py takes it so); this app names none
+    # its sink in MAILLAGE_EGRESS_ALLOW (tests/shared/test_egress.py takes it so); this app names none
     _, alice = new_volunteer(contacts, "Alice Martin", "alice@benevoles.example")
     for security, field in (("none", "security"), ("starttls", "host")):
         r = contacts.put("/me/networks/email", headers=alice, json={**OWN, "host": "127.0.0.1", "security": security})
