@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import and_, delete, func, or_
-from sqlmodel import Session, select
+from sqlalchemy import and_, delete, func, insert, or_
+from sqlmodel import Session, SQLModel, col, select
 
 from services.contacts.crypto import BookCipher, MasterKey, new_data_key
 from services.contacts.domain import (
@@ -73,7 +73,7 @@ class Book:
 
 def open_book(session: Session, master: MasterKey, index: BlindIndex, volunteer: Volunteer) -> Book:
     """The volunteer's book; creates their data key on first use."""
-    vol = session.get(Volunteer, volunteer.id)
+    vol = session.get_one(Volunteer, volunteer.id)
     if vol.wrapped_key is None:
         if vol.key_version is not None:
             raise BookErased(vol.id)
@@ -81,6 +81,7 @@ def open_book(session: Session, master: MasterKey, index: BlindIndex, volunteer:
         vol.key_version, vol.wrapped_key = master.wrap(dek, vol.id)
         session.add(vol)
     else:
+        assert vol.key_version is not None  # a wrapped key always names the master key that wrapped it
         dek = master.unwrap(vol.key_version, vol.wrapped_key, vol.id)
     return Book(vol.id, BookCipher(dek, vol.id), index)
 
@@ -95,11 +96,11 @@ def _addresses(book: Book, emails: list[str], phones: list[str]) -> list[tuple[s
 def contacts_by_blind(session: Session, volunteer_id: str, blinds: list[str]) -> dict[str, str]:
     """Address hash -> contact id, for the hashes already in this book. The
     hash is keyed by kind too, so the hash alone identifies an address."""
-    found = {}
+    found: dict[str, str] = {}
     for start in range(0, len(blinds), 500):  # stay under bind-parameter limits
         found.update(session.exec(select(ContactAddress.blind, ContactAddress.contact_id).where(
             ContactAddress.volunteer_id == volunteer_id,
-            ContactAddress.blind.in_(blinds[start:start + 500]))).all())
+            col(ContactAddress.blind).in_(blinds[start:start + 500]))).all())
     return found
 
 
@@ -117,7 +118,7 @@ def channels_of(data: dict) -> list[str]:
     return sorted(found)
 
 
-def index_rows(book: Book, contact_id: str, data: dict, interests, tags) -> dict[type, list[dict]]:
+def index_rows(book: Book, contact_id: str, data: dict, interests, tags) -> dict[type[SQLModel], list[dict]]:
     """The rows that make a contact findable: address hashes, interests,
     tags and channels, search tokens. Plain dicts, for bulk inserts."""
     vid = book.volunteer_id
@@ -132,17 +133,17 @@ def index_rows(book: Book, contact_id: str, data: dict, interests, tags) -> dict
     return {ContactAddress: addresses, ContactTag: tags_rows, SearchToken: tokens}
 
 
-def insert_rows(session: Session, rows: dict[type, list[dict]]) -> None:
+def insert_rows(session: Session, rows: Mapping[type[SQLModel], list[dict]]) -> None:
     """Core executemany inserts: no ORM objects for what is only written."""
     connection = session.connection()
     for model, values in rows.items():
         if values:
-            connection.execute(model.__table__.insert(), values)
+            connection.execute(insert(model), values)
 
 
 def _write_indexes(session: Session, book: Book, contact: Contact, data: dict, interests, tags) -> None:
     for model in (ContactAddress, ContactTag, SearchToken):
-        session.exec(delete(model).where(model.contact_id == contact.id))
+        session.exec(delete(model).where(col(model.contact_id) == contact.id))
     insert_rows(session, index_rows(book, contact.id, data, interests, tags))
 
 
@@ -192,7 +193,7 @@ def tags_of_many(session: Session, contact_ids: list[str]) -> dict[str, tuple[li
     """contact id -> (interests, tags), in one query."""
     found: dict[str, tuple[list[str], list[str]]] = {cid: ([], []) for cid in contact_ids}
     rows = session.exec(select(ContactTag.contact_id, ContactTag.kind, ContactTag.tag).where(
-        ContactTag.contact_id.in_(contact_ids), ContactTag.kind.in_(("interest", "tag")))).all()
+        col(ContactTag.contact_id).in_(contact_ids), col(ContactTag.kind).in_(("interest", "tag")))).all()
     for cid, kind, tag in sorted(rows):
         found[cid][0 if kind == "interest" else 1].append(tag)
     return found
@@ -210,7 +211,7 @@ def update_contact(session: Session, book: Book, contact: Contact, changes: dict
     if "emails" in changes or "phones" in changes:
         clash = session.exec(select(ContactAddress.contact_id, ContactAddress.kind).where(
             ContactAddress.volunteer_id == book.volunteer_id, ContactAddress.contact_id != contact.id,
-            ContactAddress.blind.in_([b for _, b in _addresses(book, data["emails"], data["phones"])]),
+            col(ContactAddress.blind).in_([b for _, b in _addresses(book, data["emails"], data["phones"])]),
         )).first()
         if clash:
             raise DuplicateAddress(clash[1], clash[0])
@@ -292,10 +293,10 @@ def closed(session: Session, contact_id: str, blinds: list[str]) -> bool:
     refused never tells them which it was."""
     if not blinds:
         return False
-    if session.exec(select(Suppression.blind).where(Suppression.blind.in_(blinds))).first() is not None:
+    if session.exec(select(Suppression.blind).where(col(Suppression.blind).in_(blinds))).first() is not None:
         return True
     return session.exec(select(InvitationSent.blind).where(
-        InvitationSent.blind.in_(blinds), InvitationSent.claim != invitation_claim(contact_id))).first() is not None
+        col(InvitationSent.blind).in_(blinds), col(InvitationSent.claim) != invitation_claim(contact_id))).first() is not None
 
 
 def claim_invitation(session: Session, contact_id: str, blind: str) -> bool:
@@ -333,7 +334,7 @@ def lift_refusal(session: Session, blind: str) -> bool:
 
 def set_consent(session: Session, book: Book, contact_id: str, target: Consent, source: ConsentSource,
                 proof: str | None = None, channel: str = "email") -> ConsentRecord:
-    record = session.get(ConsentRecord, (contact_id, channel))
+    record = session.get_one(ConsentRecord, (contact_id, channel))
     new_state = consent_transition(Consent(record.state), target, source, proof)
     if (new_state is Consent.confirmed and record.state != new_state.value and source is ConsentSource.volunteer
             and closed(session, contact_id, email_blinds(session, contact_id))):
@@ -355,9 +356,9 @@ def bulk_tag(session: Session, volunteer_id: str, contact_ids: list[str], kind: 
     changed = 0
     if remove:
         changed += session.exec(delete(ContactTag).where(
-            ContactTag.contact_id.in_(contact_ids), ContactTag.kind == kind, ContactTag.tag.in_(remove))).rowcount
+            col(ContactTag.contact_id).in_(contact_ids), col(ContactTag.kind) == kind, col(ContactTag.tag).in_(remove))).rowcount
     existing = set(session.exec(select(ContactTag.contact_id, ContactTag.tag).where(
-        ContactTag.contact_id.in_(contact_ids), ContactTag.kind == kind, ContactTag.tag.in_(add))).all())
+        col(ContactTag.contact_id).in_(contact_ids), col(ContactTag.kind) == kind, col(ContactTag.tag).in_(add))).all())
     for cid in contact_ids:
         for word in set(add):
             if (cid, word) not in existing:
@@ -368,26 +369,26 @@ def bulk_tag(session: Session, volunteer_id: str, contact_ids: list[str], kind: 
 
 def delete_contact(session: Session, contact_id: str) -> None:
     for model in (ContactAddress, ContactTag, SearchToken, ConsentEvent, ConsentRecord):
-        session.exec(delete(model).where(model.contact_id == contact_id))
-    session.exec(delete(Contact).where(Contact.id == contact_id))
+        session.exec(delete(model).where(col(model.contact_id) == contact_id))
+    session.exec(delete(Contact).where(col(Contact.id) == contact_id))
 
 
 def erase_volunteer(session: Session, volunteer_id: str) -> None:
     """Crypto-shred: the key goes first, then every row of the book."""
-    vol = session.get(Volunteer, volunteer_id)
+    vol = session.get_one(Volunteer, volunteer_id)
     vol.wrapped_key, vol.token_hash = None, None
     vol.auto_relay_interests = None  # nothing is relayed in the name of an erased volunteer
     vol.key_version = vol.key_version or 0
     session.add(vol)
     ids = select(Contact.id).where(Contact.volunteer_id == volunteer_id)
     for model in (ContactAddress, ContactTag, SearchToken, ConsentEvent, ConsentRecord):
-        session.exec(delete(model).where(model.contact_id.in_(ids)))
-    session.exec(delete(Contact).where(Contact.volunteer_id == volunteer_id))
+        session.exec(delete(model).where(col(model.contact_id).in_(ids)))
+    session.exec(delete(Contact).where(col(Contact.volunteer_id) == volunteer_id))
     relays = select(Relay.id).where(Relay.volunteer_id == volunteer_id)
-    session.exec(delete(SentItem).where(SentItem.relay_id.in_(relays)))
-    session.exec(delete(Invite).where(Invite.volunteer_id == volunteer_id))
-    for model in (InboxItem, Relay, ImportJob, NetworkAccount):
-        session.exec(delete(model).where(model.volunteer_id == volunteer_id))
+    session.exec(delete(SentItem).where(col(SentItem.relay_id).in_(relays)))
+    session.exec(delete(Invite).where(col(Invite.volunteer_id) == volunteer_id))
+    for owned in (InboxItem, Relay, ImportJob, NetworkAccount):
+        session.exec(delete(owned).where(col(owned.volunteer_id) == volunteer_id))
 
 
 # -- reading -------------------------------------------------------------------------
@@ -444,14 +445,14 @@ def _filtered(book: Book, query: PageQuery, stmt):
     stmt = stmt.where(Contact.volunteer_id == vid)
     if query.q:
         for token in book.cipher.query_tokens(query.q):
-            stmt = stmt.where(Contact.id.in_(select(SearchToken.contact_id).where(
+            stmt = stmt.where(col(Contact.id).in_(select(SearchToken.contact_id).where(
                 SearchToken.volunteer_id == vid, SearchToken.token == token)))
     for kind, word in (("interest", query.interest), ("tag", query.tag), ("channel", query.channel)):
         if word:
-            stmt = stmt.where(Contact.id.in_(select(ContactTag.contact_id).where(
+            stmt = stmt.where(col(Contact.id).in_(select(ContactTag.contact_id).where(
                 ContactTag.volunteer_id == vid, ContactTag.kind == kind, ContactTag.tag == word)))
     if query.consent:
-        stmt = stmt.where(Contact.id.in_(select(ConsentRecord.contact_id).where(
+        stmt = stmt.where(col(Contact.id).in_(select(ConsentRecord.contact_id).where(
             ConsentRecord.volunteer_id == vid, ConsentRecord.channel == "email",
             ConsentRecord.state == query.consent.value)))
     return stmt
@@ -467,7 +468,7 @@ def page(session: Session, book: Book, query: PageQuery) -> tuple[list[Contact],
     stmt = _filtered(book, query, select(Contact))
     if query.cursor:
         at, cid = decode_cursor(query.cursor)
-        stmt = stmt.where(or_(Contact.created_at > at, and_(Contact.created_at == at, Contact.id > cid)))
+        stmt = stmt.where(or_(col(Contact.created_at) > at, and_(col(Contact.created_at) == at, col(Contact.id) > cid)))
     rows = list(session.exec(stmt.order_by(Contact.created_at, Contact.id).limit(query.limit + 1)))
     more = len(rows) > query.limit
     rows = rows[: query.limit]

@@ -121,7 +121,7 @@ class BookCipher:
 
     def search_tokens(self, *texts: str, min_prefix: int = 2) -> set[str]:
         """Tokens for every word of ``texts`` and each of its prefixes."""
-        out = set()
+        out: set[str] = set()
         for text in texts:
             for w in words(text):
                 out.update(self.token(w[:n]) for n in range(min(min_prefix, len(w)), len(w) + 1))

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from typing import BinaryIO
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts import book as book_ops
 from services.contacts.book import Book
@@ -68,14 +68,15 @@ def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> lis
     existing = book_ops.contacts_by_blind(session, vid, [b for bl in blinds for b in bl])
     new: dict[str, NewContact] = {}
     new_by_blind: dict[str, str] = {}
-    results: list[tuple[str, str | None]] = []
-    merges: list[tuple[int, str]] = []
+    # (outcome, contact id), and the reason after them when the book refused the row
+    results: list[tuple[str, str | None] | tuple[str, str, str]] = []
+    merges: list[tuple[int, str, ContactDraft]] = []
     for n, (draft, bl) in enumerate(zip(drafts, blinds, strict=True)):
         if draft is None:
             results.append(("rejected", None))
         elif hit := next((existing[b] for b in bl if b in existing), None):
             results.append(("pending", hit))
-            merges.append((n, hit))
+            merges.append((n, hit, draft))
         elif cid := next((new_by_blind[b] for b in bl if b in new_by_blind), None):
             # the same person twice in one file: fold the row into the first
             results.append(("merged", cid))
@@ -91,12 +92,12 @@ def apply_chunk(session: Session, book: Book, outcomes: list[RowOutcome]) -> lis
             new_by_blind.update(dict.fromkeys(bl, cid))
             results.append(("imported", cid))
     if merges:
-        ids = sorted({cid for _, cid in merges})
-        contacts = {c.id: c for c in session.exec(select(Contact).where(Contact.id.in_(ids)))}
+        ids = sorted({cid for _, cid, _ in merges})
+        contacts = {c.id: c for c in session.exec(select(Contact).where(col(Contact.id).in_(ids)))}
         tags = book_ops.tags_of_many(session, ids)
-        for n, cid in merges:
+        for n, cid, draft in merges:
             try:
-                changed = book_ops.merge_draft(session, book, contacts[cid], drafts[n], tags[cid])
+                changed = book_ops.merge_draft(session, book, contacts[cid], draft, tags[cid])
             except domain.AddressBlocked as exc:
                 # a confirmed contact would gain an address the campaign-wide rules close
                 results[n] = ("rejected", cid, f"emails: {exc}")

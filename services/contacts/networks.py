@@ -17,6 +17,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Annotated
 
 from pydantic import (
@@ -29,7 +30,7 @@ from pydantic import (
     ValidationError,
     field_validator,
 )
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts.book import Book
 from services.contacts.store import NetworkAccount
@@ -129,7 +130,7 @@ async def refused_addresses(creds: _Credentials, policy: EgressPolicy) -> list[d
 
     for name in ("instance_url", "service_url"):
         if url := getattr(creds, name, None):
-            await check(name, name, lambda url=url: policy.check_origin(url))
+            await check(name, name, partial(policy.check_origin, url))
     if isinstance(creds, EmailIdentity):
         await check("host", "security", lambda: Origin(
             "smtp", policy.check_smtp(creds.host, creds.port, creds.security), creds.port))
@@ -177,8 +178,8 @@ def disconnect(session: Session, volunteer_id: str, network: Channel) -> bool:
 def connected_credentials(session: Session, book: Book) -> dict[Channel, dict]:
     """The working social accounts' credentials, in clear, for a relay to seal into post jobs."""
     rows = session.exec(select(NetworkAccount).where(NetworkAccount.volunteer_id == book.volunteer_id,
-                                                     NetworkAccount.network.in_([c.value for c in SOCIAL]),
-                                                     NetworkAccount.revoked_at.is_(None))).all()
+                                                     col(NetworkAccount.network).in_([c.value for c in SOCIAL]),
+                                                     col(NetworkAccount.revoked_at).is_(None))).all()
     return {Channel(r.network): book.cipher.open(_record(Channel(r.network)), r.sealed)["credentials"] for r in rows}
 
 

@@ -17,7 +17,7 @@ from datetime import timedelta
 
 from sqlalchemy import func
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts import book as book_ops
 from services.contacts import domain, networks
@@ -54,14 +54,14 @@ def plan_relay(session: Session, book: Book, vol: Volunteer, msg: CampaignMessag
     """Reserve each recipient in the ledger and build their job. The ledger
     row is the lock: of two volunteers relaying to the same person at the
     same moment, one insert wins and the other skips them."""
-    plan, skipped = RelayPlan(), Counter()
+    plan, skipped = RelayPlan(), Counter[str]()
     since = utcnow() - window
     own = networks.email_identity(session, book)
     # through their own server the email is from their own address, so replies go there too
     sender_name, reply_to = ((own.display_name or vol.display_name, str(own.from_address)) if own
                              else (vol.display_name, vol.email))
     for view in domain.relay_recipients(book_ops.views(session, vol.id), msg.interests):
-        contact = session.get(Contact, view.contact_id)
+        contact = session.get_one(Contact, view.contact_id)
         data = book_ops.read_contact(book, contact)
         if not data["emails"]:
             skipped[domain.Skip.no_address.value] += 1
@@ -110,7 +110,7 @@ def _reserve(session: Session, blind: str, message_id: str, relay_id: str, sent:
         return winner is not None and winner.relay_id == relay_id
 
 
-def relay_outcomes(session: Session, relay_id: str) -> tuple[Relay | None, dict[str, dict[str, int]], dict[str, str]]:
+def relay_outcomes(session: Session, relay_id: str) -> tuple[Relay | None, dict[str, dict[str, int]], dict[str, str | None]]:
     """The relay, its jobs counted per channel and status, and why each
     social post failed (one post per network: its reason, if any)."""
     rows = session.exec(select(SentItem.channel, SentItem.status, func.count()).where(
@@ -119,5 +119,5 @@ def relay_outcomes(session: Session, relay_id: str) -> tuple[Relay | None, dict[
     for channel, state, n in rows:
         counts.setdefault(channel, {})[state] = n
     reasons = dict(session.exec(select(SentItem.channel, SentItem.reason).where(
-        SentItem.relay_id == relay_id, SentItem.channel != Channel.email.value, SentItem.reason.is_not(None))).all())
+        col(SentItem.relay_id) == relay_id, col(SentItem.channel) != Channel.email.value, col(SentItem.reason).is_not(None))).all())
     return session.get(Relay, relay_id), counts, reasons

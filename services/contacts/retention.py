@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import date
 
 from sqlalchemy import delete
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts import book as book_ops
 from services.contacts.store import DeliveryLedger, Invite, SentItem, Volunteer
@@ -20,7 +20,7 @@ def purge_if_due(session: Session, retention_until: date | None, today: date) ->
     if retention_until is None or today <= retention_until:
         return 0
     erased = 0
-    for vol in session.exec(select(Volunteer).where(Volunteer.wrapped_key.is_not(None))):
+    for vol in session.exec(select(Volunteer).where(col(Volunteer.wrapped_key).is_not(None))):
         book_ops.erase_volunteer(session, vol.id)
         erased += 1
     for model in (DeliveryLedger, SentItem, Invite):

@@ -33,7 +33,7 @@ def contacts_authenticator(engine: Engine, provisioning_token_hash: str) -> Auth
     return authenticate
 
 
-def current_volunteer(principal: Principal = Depends(require(VOLUNTEER))) -> Volunteer:
+def current_volunteer(principal: Annotated[Principal, Depends(require(VOLUNTEER))]) -> Volunteer:
     return principal.account
 
 

@@ -10,9 +10,8 @@ import unicodedata
 from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import chain
-from typing import BinaryIO
 
-from services.contacts.importing.decode import iter_lines
+from services.contacts.importing.decode import Readable, iter_lines
 from services.contacts.importing.model import ColumnMapping, ImportFormatError, RawContact, RowOutcome
 from services.contacts.importing.normalize import contact_outcome
 
@@ -43,7 +42,7 @@ _SPLIT_URLS = re.compile(r":::")  # ',' and ';' may be part of a URL
 
 
 def parse_csv(
-    stream: BinaryIO,
+    stream: Readable,
     *,
     mapping: ColumnMapping | None = None,
     delimiter: str | None = None,

@@ -7,7 +7,7 @@ from __future__ import annotations
 import codecs
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import Protocol
 
 from services.contacts.importing.model import ImportFormatError
 
@@ -23,6 +23,12 @@ _BOMS = (
     (codecs.BOM_UTF16_BE, "utf-16-be"),
 )
 _EOL = re.compile(r"\r\n|\r|\n")
+
+
+class Readable(Protocol):
+    """What the parsers read: an upload, a file, or a wrapper that counts or replays one."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
 
 
 def detect_encoding(head: bytes) -> tuple[str, int]:
@@ -41,7 +47,7 @@ def detect_encoding(head: bytes) -> tuple[str, int]:
     return "utf-8", 0
 
 
-def read_head(stream: BinaryIO, size: int = CHUNK_SIZE) -> bytes:
+def read_head(stream: Readable, size: int = CHUNK_SIZE) -> bytes:
     """At least ``size`` bytes unless the stream ends first: an upload or a
     pipe may return fewer per read, and a BOM cut in two goes unseen."""
     size = max(size, 4)  # the longest BOM
@@ -62,7 +68,7 @@ def peek_text(head: bytes) -> str:
 
 
 def iter_lines(
-    stream: BinaryIO, *, max_line_length: int = MAX_LINE_LENGTH, chunk_size: int = CHUNK_SIZE
+    stream: Readable, *, max_line_length: int = MAX_LINE_LENGTH, chunk_size: int = CHUNK_SIZE
 ) -> Iterator[str]:
     """Lines with their line endings kept (as the csv module wants them),
     ending in CRLF, LF or a lone CR."""

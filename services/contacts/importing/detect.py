@@ -6,10 +6,9 @@ from __future__ import annotations
 import io
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
 
 from services.contacts.importing.csv_formats import parse_csv
-from services.contacts.importing.decode import CHUNK_SIZE, peek_text, read_head
+from services.contacts.importing.decode import CHUNK_SIZE, Readable, peek_text, read_head
 from services.contacts.importing.model import ColumnMapping, ImportFormatError, RowOutcome
 from services.contacts.importing.vcard import parse_vcards
 
@@ -19,7 +18,7 @@ _BINARY_MAGIC = (b"PK\x03\x04", b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1")
 
 
 def parse_file(
-    stream: BinaryIO,
+    stream: Readable,
     filename: str | None = None,
     *,
     mapping: ColumnMapping | None = None,
@@ -48,7 +47,7 @@ class _Replay(io.RawIOBase):
     """The stream as if its first chunk had not been read: sniffing must not
     need a seekable upload."""
 
-    def __init__(self, head: bytes, rest: BinaryIO) -> None:
+    def __init__(self, head: bytes, rest: Readable) -> None:
         self._head, self._rest = head, rest
 
     def readable(self) -> bool:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import quopri
 import re
 from collections.abc import Iterator
-from typing import BinaryIO
 
-from services.contacts.importing.decode import iter_lines
+from services.contacts.importing.decode import Readable, iter_lines
 from services.contacts.importing.model import ImportFormatError, RawContact, RowOutcome
 from services.contacts.importing.normalize import contact_outcome
 
@@ -25,7 +24,7 @@ _ESCAPES = {"n": "\n", "N": "\n", "\\": "\\", ",": ",", ";": ";", ":": ":"}
 _SOCIAL = {"mastodon": "mastodon", "bluesky": "bluesky", "bsky": "bluesky", "twitter": "x", "x": "x"}
 
 
-def parse_vcards(stream: BinaryIO, *, default_region: str = "FR") -> Iterator[RowOutcome]:
+def parse_vcards(stream: Readable, *, default_region: str = "FR") -> Iterator[RowOutcome]:
     number, card, kept, size = 0, None, [], 0
     try:
         for logical, raw in _logical_lines(iter_lines(stream, max_line_length=MAX_LINE_LENGTH)):

@@ -14,7 +14,7 @@ from shared.events import InterestProfile
 
 def current(session: Session, volunteer_id: str) -> InterestProfile:
     """Counts of confirmed contacts per shared interest: all that leaves."""
-    vol = session.get(Volunteer, volunteer_id)
+    vol = session.get_one(Volunteer, volunteer_id)
     shared = set(vol.shared_interests) if vol.shared_interests is not None else None
     views = book_ops.views(session, volunteer_id)
     regions, locales = domain.place_profile(views)

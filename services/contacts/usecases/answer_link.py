@@ -52,14 +52,15 @@ async def answer_invitation(ctx: Contacts, payload: dict, yes: bool) -> Answer:
     def record(session: Session) -> Answer:
         vol = session.get(Volunteer, payload["v"])
         record = session.get(ConsentRecord, (payload["c"], payload["ch"]))
-        exists = vol is not None and vol.wrapped_key is not None and record is not None
-        book = opened(session, ctx.keys, vol) if exists else None
+        book = None
+        if vol is not None and vol.wrapped_key is not None and record is not None:
+            book = opened(session, ctx.keys, vol)
         blind = payload.get("b")
-        if blind is None and exists:  # a link made before it carried the address hash
+        if blind is None and book is not None:  # a link made before it carried the address hash
             blind = next(iter(book_ops.email_blinds(session, payload["c"])), None)
         if target is Consent.withdrawn and blind is not None:
             book_ops.suppress_address(session, blind, book_ops.REFUSED)
-        if not exists:
+        if book is None:
             return Answer.refused if target is Consent.withdrawn and blind is not None else Answer.gone
         if target is Consent.confirmed and blind is not None and not book_ops.lift_refusal(session, blind):
             session.rollback()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts import book as book_ops
 from services.contacts import domain
@@ -73,7 +73,7 @@ async def bulk_tag(ctx: Contacts, vol: Volunteer, contact_ids: list[str], kind: 
 
     def tag(session: Session, book: Book) -> int:
         owned = set(session.exec(select(Contact.id).where(
-            Contact.volunteer_id == book.volunteer_id, Contact.id.in_(contact_ids))))
+            col(Contact.volunteer_id) == book.volunteer_id, col(Contact.id).in_(contact_ids))))
         unknown = [cid for cid in contact_ids if cid not in owned]
         if unknown:
             raise NotFound(f"contact {unknown[0]}")

@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 import anyio
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts import book as book_ops
 from services.contacts.book import Book
@@ -101,7 +101,7 @@ async def report_rows(ctx: Contacts, vol: Volunteer, import_id: str, outcome: st
         stmt = select(ImportRow).where(ImportRow.import_id == import_id, ImportRow.row > after)
         if outcome:
             stmt = stmt.where(ImportRow.outcome == outcome)
-        return [open_report_row(book, import_id, r) for r in session.exec(stmt.order_by(ImportRow.row).limit(limit))]
+        return [open_report_row(book, import_id, r) for r in session.exec(stmt.order_by(col(ImportRow.row)).limit(limit))]
 
     return await in_book(ctx, vol, load)
 
@@ -110,8 +110,8 @@ def run_import(engine: Engine, keys: Keys, volunteer_id: str, job_id: str,
                path: str, filename: str | None, mapping: ColumnMapping | None, delimiter: str | None) -> None:
     """The import itself, in a worker thread: a transaction per chunk."""
     with Session(engine, expire_on_commit=False) as session:
-        job = session.get(ImportJob, job_id)
-        book = opened(session, keys, session.get(Volunteer, volunteer_id))
+        job = session.get_one(ImportJob, job_id)
+        book = opened(session, keys, session.get_one(Volunteer, volunteer_id))
         last_row = 0
         try:
             with open(path, "rb") as raw:
@@ -136,12 +136,12 @@ def run_import(engine: Engine, keys: Keys, volunteer_id: str, job_id: str,
             job.status, job.bytes_read = "done", job.bytes_total
         except ImportFormatError as exc:
             session.rollback()
-            job = session.get(ImportJob, job_id)
+            job = session.get_one(ImportJob, job_id)
             where = f"row {exc.row}: " if getattr(exc, "row", None) else ""
             job.status, job.error = "failed", f"{where}{exc}{resume_hint(job)}"
         except Exception as exc:  # never leave a job "running" forever
             session.rollback()
-            job = session.get(ImportJob, job_id)
+            job = session.get_one(ImportJob, job_id)
             job.status = "failed"
             job.error = f"stopped after row {last_row} ({type(exc).__name__}){resume_hint(job)}"
         finally:

@@ -24,7 +24,7 @@ async def invite_contact(ctx: Contacts, vol: Volunteer, contact_id: str, message
 
     def prepare(session: Session, book: Book) -> EmailJob:
         contact = own(session, book, contact_id)
-        record = session.get(ConsentRecord, (contact.id, "email"))
+        record = session.get_one(ConsentRecord, (contact.id, "email"))
         # This contact's own state may be named: it is the outcome of this
         # volunteer's own actions (their invitation, its answer, their own
         # email's unsubscribe link). What others did is not (below).

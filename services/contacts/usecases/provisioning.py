@@ -20,7 +20,7 @@ import structlog
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts import domain, outbound
 from services.contacts.errors import CodeRefused, Conflict
@@ -65,7 +65,7 @@ def new_credential(session: Session, vol: Volunteer, token: str) -> None:
     session stops working (the epoch moves), every unused sign-in link too."""
     vol.token_hash = hash_token(token)
     vol.session_epoch = (vol.session_epoch or 0) + 1
-    session.exec(update(SignInLink).where(SignInLink.volunteer_id == vol.id, SignInLink.used_at.is_(None))
+    session.exec(update(SignInLink).where(col(SignInLink.volunteer_id) == vol.id, col(SignInLink.used_at).is_(None))
                  .values(used_at=utcnow()))
     session.add(vol)
 
@@ -104,11 +104,11 @@ async def redeem(engine: Engine, code: str) -> tuple[Volunteer, str]:
     token = new_token("vol")
     digest = hash_token(code)
 
-    def use(session: Session) -> Volunteer | None:
+    def use(session: Session) -> Volunteer:
         now = utcnow()
         # Claim the code atomically: of two concurrent redemptions, one wins.
-        claimed = session.execute(update(Invite).where(
-            Invite.code_hash == digest, Invite.redeemed_at.is_(None), Invite.expires_at > now,
+        claimed = session.exec(update(Invite).where(
+            col(Invite.code_hash) == digest, col(Invite.redeemed_at).is_(None), col(Invite.expires_at) > now,
         ).values(redeemed_at=now)).rowcount
         if claimed == 1:
             invite = session.exec(select(Invite).where(Invite.code_hash == digest)).one()
@@ -122,8 +122,8 @@ async def redeem(engine: Engine, code: str) -> tuple[Volunteer, str]:
             session.add(invite)
         else:
             session.rollback()
-            claimed = session.execute(update(SignInLink).where(
-                SignInLink.code_hash == digest, SignInLink.used_at.is_(None), SignInLink.expires_at > now,
+            claimed = session.exec(update(SignInLink).where(
+                col(SignInLink.code_hash) == digest, col(SignInLink.used_at).is_(None), col(SignInLink.expires_at) > now,
             ).values(used_at=now)).rowcount
             if claimed != 1:
                 raise CodeRefused(CODE_REFUSED)
@@ -155,7 +155,7 @@ async def send_sign_in_link(ctx: Contacts, email: str) -> None:
         if vol is None or erased(vol):
             return None
         live = session.exec(select(func.count()).select_from(SignInLink).where(
-            SignInLink.volunteer_id == vol.id, SignInLink.used_at.is_(None), SignInLink.expires_at > now)).one()
+            col(SignInLink.volunteer_id) == vol.id, col(SignInLink.used_at).is_(None), col(SignInLink.expires_at) > now)).one()
         if live >= LIVE_SIGN_IN_LINKS:
             return None
         link = SignInLink(code_hash=hash_token(code), volunteer_id=vol.id,
@@ -207,7 +207,7 @@ async def sign_out_everywhere(engine: Engine, session: WebSession) -> None:
     def bump(s: Session) -> None:
         vol = s.get(Volunteer, session.sub)
         if vol is not None and session.current(vol.token_hash, vol.session_epoch):
-            s.exec(update(Volunteer).where(Volunteer.id == vol.id, Volunteer.session_epoch == session.ep)
+            s.exec(update(Volunteer).where(col(Volunteer.id) == vol.id, col(Volunteer.session_epoch) == session.ep)
                    .values(session_epoch=Volunteer.session_epoch + 1))
 
     await unit(engine, bump)

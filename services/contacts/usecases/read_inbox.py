@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from services.contacts import book as book_ops
 from services.contacts import domain
@@ -36,7 +36,7 @@ async def inbox(ctx: Contacts, vol: Volunteer) -> list[Entry]:
     def load(session: Session) -> list[Entry]:
         views = book_ops.views(session, vol.id)
         items = session.exec(select(InboxItem).where(InboxItem.volunteer_id == vol.id)
-                             .order_by(InboxItem.score.desc(), InboxItem.received_at.desc()))
+                             .order_by(col(InboxItem.score).desc(), col(InboxItem.received_at).desc()))
         entries = []
         for item in items:
             msg = session.get(CampaignMessage, item.message_id)

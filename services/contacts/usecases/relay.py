@@ -84,7 +84,7 @@ async def relay_suggestion(ctx: Contacts, vol: Volunteer, suggestion_id: str, *,
         plan = plan_relay(session, book, vol, msg, rid, public_url=cfg.public_url, links=k.links,
                           sealer=ctx.sealer, cap=cfg.recipient_cap,
                           window=timedelta(days=cfg.recipient_cap_days), note=note)
-        posts = fanout.plan_posts(session, book, session.get(CampaignMessage, message_id), rid, ctx.sealer)
+        posts = fanout.plan_posts(session, book, session.get_one(CampaignMessage, message_id), rid, ctx.sealer)
         return message_id, plan, posts
 
     try:
@@ -115,13 +115,13 @@ async def relay_suggestion(ctx: Contacts, vol: Volunteer, suggestion_id: str, *,
 def stalled(session: Session, rid: str) -> bool:
     """A relay another call started but never finished (it crashed, or NATS
     failed it): this call takes over. Safe: job ids are stable."""
-    row = session.get(Relay, rid)
+    row = session.get_one(Relay, rid)
     age = (utcnow().replace(tzinfo=None) - row.created_at.replace(tzinfo=None)).total_seconds()
     return row.published_at is None and age > TAKEOVER_SECONDS
 
 
 def let_next_call_retry(session: Session, rid: str) -> None:
-    row = session.get(Relay, rid)
+    row = session.get_one(Relay, rid)
     row.created_at = utcnow() - timedelta(seconds=2 * TAKEOVER_SECONDS)  # reads as stalled
     session.add(row)
 
@@ -130,7 +130,7 @@ async def published(engine: Engine, rid: str) -> None:
     """Wait (a little) for the call that is relaying to finish, so both
     calls answer the same."""
     for _ in range(int(TAKEOVER_SECONDS / 0.05)):
-        row = await in_session(engine, lambda s: s.get(Relay, rid))
+        row = await in_session(engine, lambda s: s.get_one(Relay, rid))
         if row.published_at is not None:
             return
         await asyncio.sleep(0.05)

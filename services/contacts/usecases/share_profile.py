@@ -19,7 +19,7 @@ async def my_profile(ctx: Contacts, volunteer_id: str) -> tuple[InterestProfile,
     """What the campaign sees, and the auto-relay choice still in force (never published)."""
 
     def load(session: Session) -> tuple[InterestProfile, list[str]]:
-        return current(session, volunteer_id), sorted(auto_relay.effective(session.get(Volunteer, volunteer_id)))
+        return current(session, volunteer_id), sorted(auto_relay.effective(session.get_one(Volunteer, volunteer_id)))
 
     return await unit(ctx.engine, load)
 
@@ -29,7 +29,7 @@ async def share_profile(ctx: Contacts, volunteer_id: str, shared_interests: list
     """``auto_relay_interests`` None keeps the choice, minus what is no longer shared."""
 
     def save(session: Session) -> None:
-        row = session.get(Volunteer, volunteer_id)
+        row = session.get_one(Volunteer, volunteer_id)
         shared = sorted(set(shared_interests)) if shared_interests is not None else None
         if auto_relay_interests is not None:
             auto = set(auto_relay_interests)
@@ -45,5 +45,5 @@ async def share_profile(ctx: Contacts, volunteer_id: str, shared_interests: list
 
     await unit(ctx.engine, save)
     profile = await republish(ctx, volunteer_id)
-    row = await unit(ctx.engine, lambda s: s.get(Volunteer, volunteer_id))
+    row = await unit(ctx.engine, lambda s: s.get_one(Volunteer, volunteer_id))
     return profile, sorted(auto_relay.effective(row))

@@ -22,7 +22,7 @@ from services.contacts.usecases.invite_contact import invite_contact
 from services.contacts.web.auth import web_volunteer
 from services.contacts.web.inbox import language_labels
 from services.contacts.web.refusals import REFUSALS, refusal
-from shared.web.forms import blank_to_none, lines, words
+from shared.web.forms import blank_to_none, field, lines, words
 from shared.web.pages import render, site_of
 from shared.web.session import csrf_protect
 
@@ -71,7 +71,7 @@ async def bulk_tag(request: Request, ctx: ContactsDep, vol: Volunteer = WebVolun
     action = "remove" if form.get("action") == "remove" else "add"
     try:
         body = BulkTagIn(contact_ids=form.getlist("ids"), kind=form.get("kind") or "tag",
-                         **{action: words(form.get("words"))})
+                         **{action: words(field(form, "words"))})
         if not body.add and not body.remove:
             raise Invalid.field("body", "words", "write at least one word")
         await edit_book.bulk_tag(ctx, vol, body.contact_ids, body.kind, body.add, body.remove)
@@ -116,10 +116,10 @@ async def edit(contact_id: str, request: Request, ctx: ContactsDep, vol: Volunte
     form = await request.form()
 
     async def work():
-        patch = ContactPatch(name=form.get("name"), emails=lines(form.get("emails")),
-                             phones=lines(form.get("phones")), interests=words(form.get("interests")),
-                             tags=words(form.get("tags")), commune=blank_to_none(form.get("commune")),
-                             region=blank_to_none(form.get("region")), notes=blank_to_none(form.get("notes")))
+        patch = ContactPatch(name=form.get("name"), emails=lines(field(form, "emails")),
+                             phones=lines(field(form, "phones")), interests=words(field(form, "interests")),
+                             tags=words(field(form, "tags")), commune=blank_to_none(field(form, "commune")),
+                             region=blank_to_none(field(form, "region")), notes=blank_to_none(field(form, "notes")))
         await edit_book.edit_contact(ctx, vol, contact_id, patch)
 
     return await acting(request, ctx, contact_id, vol, work)
@@ -130,7 +130,7 @@ async def consent(contact_id: str, request: Request, ctx: ContactsDep, vol: Volu
     form = await request.form()
 
     async def work():
-        body = ConsentIn(state=form.get("state"), proof=blank_to_none(form.get("proof")))
+        body = ConsentIn(state=form.get("state"), proof=blank_to_none(field(form, "proof")))
         await edit_book.record_consent(ctx, vol, contact_id, body.state, body.proof)
 
     return await acting(request, ctx, contact_id, vol, work)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from fastapi import APIRouter, Depends, Request
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from services.contacts.api.deps import ContactsDep
 from services.contacts.store import CampaignMessage, Relay, SentItem, Volunteer
@@ -32,7 +32,7 @@ class RelayLine:
 
 def load(session: Session, volunteer_id: str) -> list[RelayLine]:
     relays = session.exec(select(Relay).where(Relay.volunteer_id == volunteer_id)
-                          .order_by(Relay.created_at.desc()).limit(SHOWN)).all()
+                          .order_by(col(Relay.created_at).desc()).limit(SHOWN)).all()
     lines = {}
     for r in relays:
         msg = session.get(CampaignMessage, r.message_id)
@@ -43,7 +43,9 @@ def load(session: Session, volunteer_id: str) -> list[RelayLine]:
     if lines:
         columns = (SentItem.relay_id, SentItem.channel, SentItem.status, SentItem.reason, SentItem.outcome)
         for relay_id, channel, status, reason, kind, n in session.exec(
-            select(*columns, func.count()).where(SentItem.relay_id.in_(list(lines))).group_by(*columns)
+            # sqlmodel's select is typed for at most four columns
+            select(*columns, func.count())  # type: ignore[call-overload]
+            .where(col(SentItem.relay_id).in_(list(lines))).group_by(*columns)
         ).all():
             lines[relay_id].counts[volunteer_line(stored_kind(kind, status, reason), channel).value] += n
     return list(lines.values())

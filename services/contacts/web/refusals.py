@@ -14,7 +14,7 @@ from shared.web.pages import problems
 REFUSALS = (ContactsError, ValidationError, HTTPException)
 
 
-def refusal(exc: Exception) -> tuple[int, list[str]]:
+def refusal(exc: ContactsError | ValidationError | HTTPException) -> tuple[int, list[str]]:
     """The status and the sentences of a refusal (a form's own check, a use case's error)."""
     if isinstance(exc, ContactsError):
         exc = answer(exc, ANSWERS)

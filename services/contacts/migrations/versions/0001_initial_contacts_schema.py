@@ -1,13 +1,13 @@
 """initial contacts schema
 
 Revision ID: 0001
-Revises: 
+Revises:
 Create Date: 2026-11-24 09:07:49.553813
 """
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the column types autogenerate names
 
 
 revision = '0001'

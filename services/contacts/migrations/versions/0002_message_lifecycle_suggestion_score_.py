@@ -7,7 +7,7 @@ Create Date: 2026-11-24 09:29:58.541457
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the column types autogenerate names
 
 
 revision = '0002'

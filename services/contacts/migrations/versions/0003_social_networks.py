@@ -8,7 +8,7 @@ Create Date: 2026-11-24 14:00:00
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the column types autogenerate names
 
 
 revision = '0003'

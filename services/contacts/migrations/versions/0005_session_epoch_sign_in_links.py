@@ -8,7 +8,7 @@ Create Date: 2026-12-02 01:05:00
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the column types autogenerate names
 
 
 revision = '0005'

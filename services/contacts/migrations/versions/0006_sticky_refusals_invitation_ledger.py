@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 
 from alembic import op
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes  # the column types autogenerate names
 
 
 revision = '0006'
