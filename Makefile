@@ -32,7 +32,7 @@ lint: install ## ruff (pyflakes, bugbear) and mypy, as pyproject.toml configures
 	$(PY) -m ruff check .
 	$(PY) -m mypy
 
-test: install browser ## the test suite (needs PostgreSQL on 127.0.0.1:5432)
+test: install browser lint ## ruff and mypy, then the test suite (needs PostgreSQL on 127.0.0.1:5432)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The markers are set in tests/conftest.py from the fixtures a test uses.
