@@ -19,7 +19,6 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import nats
@@ -31,18 +30,12 @@ from services.contacts.app import create_app
 from services.contacts.auto_relay import AUTO_RELAYS
 from services.contacts.store import Relay, TaxonomyTerm
 from tests.support.apps import contacts_settings
-from tests.support.contacts_api import contacts_client, offer, relay_jobs
+from tests.support.contacts_api import offer, relay_jobs
 from tests.support.http_api import add_contact, new_volunteer
 from tests.support.waiting import poll
 from tests.support.web_client import signed_in
 
 TAXONOMY = ("education", "seniors", "transport")
-
-
-@pytest.fixture
-def contacts(nats_url: str, db_url: str) -> Iterator[TestClient]:
-    with contacts_client(nats_url, db_url) as client:
-        yield client
 
 
 def seed_taxonomy(app) -> None:

@@ -27,12 +27,10 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import MetaData
 from sqlmodel import Session, select
@@ -66,12 +64,6 @@ from tests.support.streams import stream_payloads
 from tests.support.transit_keys import opened_job  # jobs are sealed on the stream: opened as dispatch-email does
 
 PROVISIONING = bearer(PROVISIONING_TOKEN)
-
-
-@pytest.fixture
-def contacts(nats_url: str, db_url: str) -> Iterator[TestClient]:
-    with contacts_client(nats_url, db_url) as client:
-        yield client
 
 
 # -- helpers -------------------------------------------------------------------------------
