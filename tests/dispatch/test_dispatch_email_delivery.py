@@ -38,7 +38,7 @@ from tests.support.dispatch_email import (
     text_of,
 )
 from tests.support.paths import ROOT
-from tests.support.servers import SmtpRecorder
+from tests.support.servers import RawRecorder, SmtpRecorder
 
 # -- personalisation ------------------------------------------------------------------------------
 
@@ -89,18 +89,6 @@ def rsa_key() -> tuple[bytes, bytes]:
                                         serialization.PublicFormat.SubjectPublicKeyInfo)
     import base64
     return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
-
-
-class RawRecorder(SmtpRecorder):
-    """Keeps the bytes as received, for the signature check."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.raw.append(envelope.original_content)
-        return await super().handle_DATA(server, session, envelope)
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ from shared.catalogue import DISPATCH_RESULTS_STREAM
 from shared.events import Channel, OpenedEmailJob
 from shared.sealed import TransitSealer, seal_email
 from tests.support.apps import contacts_settings
-from tests.support.servers import SmtpRecorder, SmtpServer
+from tests.support.servers import RawRecorder, SmtpServer
 from tests.support.streams import stream_payloads
 from tests.support.volunteer_accounts import new_volunteer
 from tests.support.waiting import poll
@@ -67,18 +67,6 @@ SELECTOR, DOMAIN = "m2026", "campagne.example"
 # What the campaign's mail carries, each once, in this order, under its signature.
 HEADERS = ["DKIM-Signature", "From", "Reply-To", "To", "Subject", "Date", "Message-ID", "List-Id",
            "List-Unsubscribe", "List-Unsubscribe-Post", "MIME-Version", "Content-Type"]
-
-
-class RawRecorder(SmtpRecorder):
-    """Keeps the bytes as received: the headers are judged on the wire."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.raw.append(envelope.original_content)
-        return await super().handle_DATA(server, session, envelope)
 
 
 @pytest.fixture(scope="module")
