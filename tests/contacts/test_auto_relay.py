@@ -27,7 +27,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from services.contacts.app import create_app
-from services.contacts.auto_relay import AUTO_RELAYS
+from services.contacts.relay.auto import AUTO_RELAYS
 from services.contacts.store import Relay, TaxonomyTerm
 from tests.support.apps import contacts_settings
 from tests.support.contacts_api import offer, relay_jobs

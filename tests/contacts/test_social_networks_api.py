@@ -15,7 +15,7 @@ from sqlmodel import Session, select
 from services.contacts.app import create_app
 from services.contacts.book import open_book
 from services.contacts.networks import connected_credentials, email_identity
-from services.contacts.sharing import share_links
+from services.contacts.relay.share_links import share_links
 from services.contacts.store import NetworkAccount, Volunteer
 from shared.events import Channel
 from shared.smtp_identity import SmtpIdentity

@@ -14,7 +14,7 @@ import pytest
 
 from services.contacts.domain import Consent, Skip
 from services.contacts.networks import CREDENTIALS
-from services.contacts.sharing import SHARE_NETWORKS
+from services.contacts.relay.share_links import SHARE_NETWORKS
 from services.feed.content import channel_limits
 from services.feed.domain import Outcome, Role, State
 from shared.events import Channel

@@ -7,7 +7,7 @@ from datetime import datetime
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field
 
-from services.contacts import fanout
+from services.contacts.relay import posts as fanout
 from services.contacts.api.deps import ContactsDep, CurrentVolunteer
 from services.contacts.usecases import read_inbox
 from services.contacts.usecases.relay import relay_suggestion

@@ -10,7 +10,7 @@ from sqlmodel import Session, col, select
 from services.contacts import book as book_ops
 from services.contacts import domain
 from services.contacts.errors import NotFound
-from services.contacts.relaying import relay_outcomes
+from services.contacts.relay.emails import relay_outcomes
 from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
 from services.contacts.usecases._unit import Contacts, unit
 from services.contacts.usecases.relay import live

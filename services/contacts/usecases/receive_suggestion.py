@@ -9,8 +9,8 @@ import structlog
 from prometheus_client import Counter
 from sqlmodel import Session
 
-from services.contacts import auto_relay
-from services.contacts.auto_relay import AUTO_RELAYS
+from services.contacts.relay import auto as auto_relay
+from services.contacts.relay.auto import AUTO_RELAYS
 from services.contacts.store import InboxItem, Volunteer
 from services.contacts.usecases._unit import Contacts, unit
 from services.contacts.usecases.relay import Refusal, RelayRefused, relay_suggestion

@@ -15,10 +15,11 @@ from prometheus_client import Counter
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from services.contacts import domain, fanout, outbound
+from services.contacts import domain, outbound
+from services.contacts.relay import posts as fanout
 from services.contacts.book import Book
 from services.contacts.errors import ContactsError
-from services.contacts.relaying import RelayPlan, plan_relay
+from services.contacts.relay.emails import RelayPlan, plan_relay
 from services.contacts.store import CampaignMessage, InboxItem, Relay, Volunteer
 from services.contacts.usecases._unit import Contacts, in_book, unit
 from shared.db import in_session, insert_or_get, mark_once

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from sqlmodel import Session
 
-from services.contacts import auto_relay
+from services.contacts.relay import auto as auto_relay
 from services.contacts import book as book_ops
 from services.contacts.errors import Invalid
 from services.contacts.store import Volunteer

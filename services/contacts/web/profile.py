@@ -9,7 +9,8 @@ from fastapi.responses import RedirectResponse
 from sqlmodel import Session
 
 from services.contacts import book as book_ops
-from services.contacts import auto_relay, domain
+from services.contacts import domain
+from services.contacts.relay import auto as auto_relay
 from services.contacts.api.accounts import SharingIn
 from services.contacts.api.deps import ContactsDep
 from services.contacts.store import Volunteer

@@ -8,7 +8,7 @@ from sqlmodel import Session
 
 from services.contacts import domain, networks
 from services.contacts.book import Book
-from services.contacts.sharing import share_links
+from services.contacts.relay.share_links import share_links
 from services.contacts.store import CampaignMessage, SentItem
 from shared.events import Channel, SocialPostJob
 from shared.sealed import TransitKeys, seal_post
