@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from services.dispatch.email.domain.render import Templates, first_name
 from shared.events import EmailJob, OpenedEmailJob
+from shared.text import CONTROL_CLASS
 
 __all__ = ["Outcome", "UnsafeHeader", "classify_smtp_code", "compose", "compose_bytes", "first_name",
            "job_id_of_message_id", "wire"]
@@ -32,11 +33,11 @@ class UnsafeHeader(ValueError):
         self.header = header
 
 
-# Line breaks and every other control, as shared.text.HeaderText refuses
-# them at input (C0, DEL, C1, U+2028/9): input validation names the field,
+# Line breaks and every other control, the set shared.text.HeaderText refuses
+# at input (C0, DEL, C1, U+2028/9): input validation names the field,
 # the writer below holds on its own whatever a job carries. Lone surrogates
 # too: no charset writes them, and a job is JSON, which can carry them.
-_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+_CONTROLS = re.compile(rf"[{CONTROL_CLASS}\ud800-\udfff]")
 # An addr-spec as the validators upstream accept it (no quoted local part,
 # no comment): nothing that could close the <...> or add a second address.
 _ADDR_CHAR = r"[^\s\"(),:;<>@\[\\\]\x00-\x1f\x7f-\x9f\ud800-\udfff]"
